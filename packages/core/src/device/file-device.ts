@@ -12,7 +12,8 @@
  * - Async calls run on the libuv pool; close() waits for the ones in flight before it
  *   closes the fd, so a late request can never hit a reused fd number.
  * - Size: `sizeBytes` when given (a larger file is used as a prefix; a smaller writable
- *   one is grown sparse with ftruncate), else the file's size.
+ *   one is grown sparse with ftruncate; a block/char device is taken at its word), else
+ *   the file's size.
  */
 import * as fs from 'node:fs';
 import { resolve } from 'node:path';
@@ -64,8 +65,8 @@ export class FileDevice implements SyncBlockDevice {
     const fd = await call<number>((done) => fs.open(absolutePath, openFlags(options, absolutePath), 0o644, done))
       .catch((error: unknown) => { throw openError(error, 'open', absolutePath); });
     try {
-      const fileSizeBytes = (await call<fs.Stats>((done) => fs.fstat(fd, done))).size;
-      const geometry = decideGeometry(fileSizeBytes, options, absolutePath);
+      const stats = await call<fs.Stats>((done) => fs.fstat(fd, done));
+      const geometry = decideGeometry(stats, options, absolutePath);
       if (geometry.growToBytes !== undefined) await call<void>((done) => fs.ftruncate(fd, geometry.growToBytes, done));
       return new FileDevice(absolutePath, fd, geometry, options.readOnly === true);
     } catch (error) {
@@ -83,7 +84,7 @@ export class FileDevice implements SyncBlockDevice {
       throw openError(error, 'open', absolutePath);
     }
     try {
-      const geometry = decideGeometry(fs.fstatSync(fd).size, options, absolutePath);
+      const geometry = decideGeometry(fs.fstatSync(fd), options, absolutePath);
       if (geometry.growToBytes !== undefined) fs.ftruncateSync(fd, geometry.growToBytes);
       return new FileDevice(absolutePath, fd, geometry, options.readOnly === true);
     } catch (error) {
@@ -274,12 +275,17 @@ function openFlags(options: FileDeviceOptions, path: string): number {
   return options.create === true ? O_RDWR | O_CREAT : O_RDWR;
 }
 
-/** The device geometry for a file of fileSizeBytes opened with `options`. */
-function decideGeometry(fileSizeBytes: number, options: FileDeviceOptions, path: string): Geometry {
+/**
+ * The device geometry for the file `stats` describes, opened with `options`. A block
+ * or character device reports size 0 and cannot be grown: it needs `sizeBytes`, which
+ * is trusted.
+ */
+function decideGeometry(stats: fs.Stats, options: FileDeviceOptions, path: string): Geometry {
   const sectorSizeBytes = options.sectorSizeBytes ?? 512;
+  const fileSizeBytes = stats.size;
   const sizeBytes = options.sizeBytes ?? fileSizeBytes;
   checkGeometry({ sizeBytes, sectorSizeBytes }, 'open', path);
-  if (fileSizeBytes >= sizeBytes) return { sizeBytes, sectorSizeBytes };
+  if (!stats.isFile() || fileSizeBytes >= sizeBytes) return { sizeBytes, sectorSizeBytes };
   if (options.readOnly === true) {
     const detail = `file of ${fileSizeBytes} bytes is smaller than the ${sizeBytes}-byte device`;
     throw new FsError('EINVAL', { syscall: 'open', path, detail });
