@@ -1,0 +1,34 @@
+/**
+ * Test support for the wasm core (used by *.test.ts here and in bench/; not part of the
+ * public API): build the module when a fresh checkout has not, and a seeded PRNG so every
+ * random test reproduces from its seed.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const WASM_PATH = fileURLToPath(new URL('../../../../wasm/build/ext4ts.wasm', import.meta.url));
+const BUILD_SCRIPT = fileURLToPath(new URL('../../../../wasm/build.mjs', import.meta.url));
+
+/** Run wasm/build.mjs if wasm/build/ext4ts.wasm is missing (a few seconds, once). */
+export function ensureWasmBuilt(): void {
+  if (existsSync(WASM_PATH)) return;
+  execFileSync(process.execPath, [BUILD_SCRIPT], { stdio: 'inherit' });
+}
+
+/** mulberry32: a small seeded PRNG; returns a function giving u32 values. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** A random integer in [0, bound). */
+export function randomBelow(random: () => number, bound: number): number {
+  return Math.floor((random() / 2 ** 32) * bound);
+}
