@@ -9,7 +9,7 @@
 // The module may then carry no data segment at all (checked below); its start function
 // rewrites the tables with identical bytes, which is harmless to concurrent readers.
 import asc from 'assemblyscript/asc';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,8 +23,8 @@ mkdirSync(dirname(outWasm), { recursive: true });
 process.chdir(here);
 const args = [
   'assembly/index.ts',
-  '--outFile', 'build/ext4ts.wasm',
-  '--textFile', 'build/ext4ts.wat',
+  '--outFile', `build/ext4ts.wasm.${process.pid}.tmp`,
+  '--textFile', `build/ext4ts.wat.${process.pid}.tmp`,
   '-O3', '--noAssert',
   '--runtime', 'stub',
   '--importMemory', '--sharedMemory', '--zeroFilledMemory', '--maximumMemory', String(MAXIMUM_PAGES),
@@ -37,11 +37,14 @@ if (error) {
   console.error(`build:wasm failed: ${error.message}`);
   process.exit(1);
 }
-// Check the output is a valid module before anyone loads it.
-const bytes = readFileSync(outWasm);
+// Check the output is a valid module before anyone loads it, then move it into place
+// atomically: test files that build on demand may race, and a reader must never see half a file.
+const bytes = readFileSync(`build/ext4ts.wasm.${process.pid}.tmp`);
 const module = new WebAssembly.Module(bytes);
 const imports = WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`);
 if (imports.join() !== 'env.memory') throw new Error(`unexpected wasm imports: ${imports.join(', ')}`);
-const wat = readFileSync(outWat, 'utf8');
+const wat = readFileSync(`build/ext4ts.wat.${process.pid}.tmp`, 'utf8');
 if (/\(data /.test(wat)) throw new Error('wasm module has data segments; re-instantiation would rewrite live memory');
+renameSync(`build/ext4ts.wat.${process.pid}.tmp`, outWat);
+renameSync(`build/ext4ts.wasm.${process.pid}.tmp`, outWasm);
 console.log(`build:wasm: wasm/build/ext4ts.wasm (${statSync(outWasm).size} bytes)`);
