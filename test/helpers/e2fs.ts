@@ -401,8 +401,9 @@ export function parseDebugfsStat(text: string): DebugfsStat {
     mode: Number.parseInt(num(text, /Mode:\s+(\d+)/, 'Mode'), 8),
     flags: Number.parseInt(num(text, /Flags: 0x([0-9a-f]+)/i, 'Flags'), 16),
     generation: Number(num(text, /Generation: (\d+)/, 'Generation')),
-    uid: Number(num(text, /User:\s+(\d+)/, 'User')),
-    gid: Number(num(text, /Group:\s+(\d+)/, 'Group')),
+    // debugfs prints ids with %d: 4294967294 shows as -2.
+    uid: Number(num(text, /User:\s+(-?\d+)/, 'User')) >>> 0,
+    gid: Number(num(text, /Group:\s+(-?\d+)/, 'Group')) >>> 0,
     project: Number(/Project:\s+(\d+)/.exec(text)?.[1] ?? 0),
     size: BigInt(num(text, /^User:.*?Size: (\d+)\s*$/m, 'Size')),
     fileAcl: Number(num(text, /File ACL: (\d+)/, 'File ACL')),
@@ -446,13 +447,13 @@ export function parseDebugfsLs(stdout: string): DebugfsDirEntry[] {
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('/')) continue;
     // The name cannot contain '/', so the five separators are unambiguous.
-    const match = /^\/(\d+)\/([0-7]+)\/(\d+)\/(\d+)\/(.*)\/(\d*)\/$/.exec(line);
+    const match = /^\/(\d+)\/([0-7]+)\/(-?\d+)\/(-?\d+)\/(.*)\/(\d*)\/$/.exec(line);
     if (!match) throw new Error(`debugfsLs: cannot parse line ${JSON.stringify(line)}`);
     entries.push({
       inode: Number(match[1]),
       mode: Number.parseInt(match[2], 8),
-      uid: Number(match[3]),
-      gid: Number(match[4]),
+      uid: Number(match[3]) >>> 0, // printed with %d, like stat
+      gid: Number(match[4]) >>> 0,
       name: match[5],
       size: match[6] === '' ? undefined : BigInt(match[6]),
     });
