@@ -10,7 +10,6 @@ import { closeSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, readFi
 import os from 'node:os';
 import path from 'node:path';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
-import { run } from '../../../../test/helpers/run.js';
 import {
   debugfsBatch, dumpe2fsGroups, dumpe2fsHeader, e2fsck, parseDebugfsStat, requireE2fsprogs,
 } from '../../../../test/helpers/e2fs.js';
@@ -169,4 +168,154 @@ describe('mkfs matches mkfs.ext4 byte for byte', () => {
       }
     });
   }
+});
+
+describe('mkfs of 64 GiB on a sparse file', () => {
+  let dir: string;
+  beforeAll(async () => {
+    await requireE2fsprogs();
+    // os.tmpdir(): a disk filesystem, so filefrag can list the written extents.
+    dir = path.join(os.tmpdir(), `ext4ts-mkfs64-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('mkfs writes < 8 MiB in seconds, matches mkfs.ext4 and passes e2fsck -fn', async () => {
+    const sizeBytes = 64 * GiB;
+    const theirs = path.join(dir, 'theirs.img');
+    const ours = path.join(dir, 'ours.img');
+    try {
+      oracleMkfs(theirs, sizeBytes);
+      const { result, ms } = await ourMkfs(ours, sizeBytes);
+      console.log(`mkfs 64 GiB: ${ms.toFixed(1)} ms, ${result.bytesWritten} bytes written, ${result.groupCount} groups`);
+      expect(result.bytesWritten).toBeLessThan(8 * MiB);
+      expect(result.bytesZeroed).toBe(0);
+      expect(ms).toBeLessThan(5000);
+      expect(comparableDump(await dumpe2fsGroups(ours))).toBe(comparableDump(await dumpe2fsGroups(theirs)));
+      const ranges = [...dataRanges(theirs), ...dataRanges(ours)];
+      expect(ranges.length).toBeGreaterThan(10);
+      expect(imageDifferences(theirs, ours, ranges, superblockOffsets(theirs))).toEqual([]);
+      const t0 = performance.now();
+      const fsckOutput = await expectCleanFsck(ours);
+      console.log(`e2fsck -fn 64 GiB: ${(performance.now() - t0).toFixed(0)} ms\n${fsckOutput.trim()}`);
+      await expectHeader(ours, result);
+    } finally {
+      rmSync(theirs, { force: true });
+      rmSync(ours, { force: true });
+    }
+  });
+});
+
+describe('mkfs on other devices and options', () => {
+  let temp: TempDir;
+  beforeAll(async () => {
+    await requireE2fsprogs();
+    temp = makeTempDir('ext4ts-mkfs-dev-');
+  });
+  afterAll(() => temp?.cleanup());
+
+  it('mkfs zeroes inode tables and journal on a device holding old data', async () => {
+    const sizeBytes = 64 * MiB;
+    const theirs = path.join(temp.dir, 'theirs.img');
+    const ours = path.join(temp.dir, 'dirty.img');
+    oracleMkfs(theirs, sizeBytes);
+    writeFileSync(ours, Buffer.alloc(sizeBytes, 0xa5));
+    const device = await FileDevice.open(ours);
+    const result = await mkfs(device, FIXED);
+    await device.close();
+    // 1024 inode-table blocks + 1024 journal blocks.
+    expect(result.bytesZeroed).toBe(2048 * 4096);
+    await expectCleanFsck(ours);
+    expect(comparableDump(await dumpe2fsGroups(ours))).toBe(comparableDump(await dumpe2fsGroups(theirs)));
+    const image = readFileSync(ours);
+    for (const e of result.journalExtents) {
+      const body = image.subarray((e.pblk + (e.lblk === 0 ? 1 : 0)) * 4096, (e.pblk + e.len) * 4096);
+      expect(body.every((b) => b === 0)).toBe(true);
+    }
+  });
+
+  it('mkfs on a 64 GiB MemoryDevice (discard) is quick and yields a valid superblock', async () => {
+    const device = MemoryDevice.create({ sizeBytes: 64 * GiB, chunkSizeBytes: MiB });
+    const t0 = performance.now();
+    const result = await mkfs(device, { discard: true, label: 'mem64' });
+    const ms = performance.now() - t0;
+    console.log(`mkfs 64 GiB MemoryDevice: ${ms.toFixed(1)} ms, ${result.bytesWritten} bytes written`);
+    expect(ms).toBeLessThan(5000);
+    expect(result.bytesZeroed).toBe(0);
+    const raw = new Uint8Array(1024);
+    await device.read(1024, raw);
+    const sb = decodeSuperblock(raw);
+    verifySuperblock(sb, device.sizeBytes);
+    expect(sb.blocksCount).toBe(16777216);
+    expect(sb.freeBlocksCount).toBe(result.freeBlocksCount);
+    expect(sb.uuid).toEqual(result.uuid);
+    expect(new TextDecoder().decode(sb.volumeName).replace(/\0+$/, '')).toBe('mem64');
+    await device.close();
+  });
+
+  it('mkfs gives random version-4 UUIDs and hash seeds, and writes the label', async () => {
+    const img = path.join(temp.dir, 'label.img');
+    const { result } = await ourMkfs(img, 8 * MiB, { uuid: undefined, hashSeed: undefined, label: 'ext4ts-label' });
+    const again = await ourMkfs(path.join(temp.dir, 'label2.img'), 8 * MiB, { uuid: undefined, hashSeed: undefined });
+    expect(result.uuid).not.toEqual(again.result.uuid);
+    expect(result.uuid).not.toEqual(result.hashSeed);
+    expect(result.uuid[6] >> 4).toBe(4);
+    const h = await dumpe2fsHeader(img);
+    expect(h.fields['Filesystem volume name']).toBe('ext4ts-label');
+    expect(h.fields['Filesystem UUID']).toBe(Buffer.from(result.uuid).toString('hex').replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-'));
+    await expectCleanFsck(img);
+  });
+
+  it('mkfs rejects read-only devices, sizes out of range and long labels', async () => {
+    const ro: BlockDevice = MemoryDevice.create({ sizeBytes: 16 * MiB, readOnly: true });
+    await expect(mkfs(ro)).rejects.toMatchObject({ code: 'EROFS' });
+    const small = MemoryDevice.create({ sizeBytes: 4 * MiB });
+    await expect(mkfs(small)).rejects.toMatchObject({ code: 'EINVAL' });
+    const dev = MemoryDevice.create({ sizeBytes: 16 * MiB });
+    await expect(mkfs(dev, { sizeBytes: 32 * MiB })).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(mkfs(dev, { label: 'x'.repeat(17) })).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(mkfs(dev, { journalBlocks: 100 })).rejects.toMatchObject({ code: 'EINVAL' });
+  });
+
+  it('debugfs sees root, lost+found, the resize inode and the journal as mke2fs makes them', async () => {
+    const img = path.join(temp.dir, 'debugfs.img');
+    const { result } = await ourMkfs(img, 64 * MiB);
+    const [lsRoot, resizeText, journalText, lsLf] = await debugfsBatch(img, ['ls -l /', 'stat <7>', 'stat <8>', 'ls -l /lost+found']);
+    const rows = (text: string): string[][] => text.trim().split('\n').map((l) => l.trim().split(/\s+/));
+    expect(rows(lsRoot).map((r) => [r[0], r[1], r.at(-1)])).toEqual([['2', '40755', '.'], ['2', '40755', '..'], ['11', '40700', 'lost+found']]);
+    const lfRows = rows(lsLf);
+    expect(lfRows.filter((r) => r[0] !== '0').map((r) => [r[0], r[1], r.at(-1)])).toEqual([['11', '40700', '.'], ['2', '40755', '..']]);
+    // debugfs also lists the one empty slot of each of lost+found's 3 other blocks.
+    expect(lfRows.filter((r) => r[0] === '0')).toHaveLength(3);
+    const resize = parseDebugfsStat(resizeText);
+    expect([resize.type, resize.mode, resize.links, resize.size]).toEqual(['regular', 0o600, 1, 4299210752n]);
+    expect(resize.blockcount).toBe(BigInt((1 + 7) * 8)); // DIND + 7 reserved GDT blocks, no backups
+    expect(resize.text).toMatch(/\(DIND\):\d+, \(IND\):2, \(IND\):3/);
+    const journal = parseDebugfsStat(journalText);
+    expect([journal.type, journal.mode, journal.links, journal.size]).toEqual(['regular', 0o600, 1, 1024n * 4096n]);
+    expect(journal.extents?.map((e) => [e.logicalStart, e.physicalStart, e.blockCount]))
+      .toEqual(result.journalExtents.map((e) => [e.lblk, e.pblk, e.len]));
+    expect(journal.extents?.map((e) => [e.physicalStart, e.blockCount])).toEqual([[15, 10], [26, 15], [1066, 999]]);
+  });
+
+  it('the kernel mounts a mkfs image, takes a file and a directory, and e2fsck stays clean', async (ctx) => {
+    const loop = await loopMountSupport();
+    if (!loop.ok) {
+      console.warn(`skipping kernel mount test: ${loop.reason}`);
+      ctx.skip();
+      return;
+    }
+    const img = path.join(temp.dir, 'mount.img');
+    await ourMkfs(img, 64 * MiB, { uuid: undefined, hashSeed: undefined });
+    await withLoopMount(img, async (mnt) => {
+      writeFileSync(path.join(mnt, 'hello.txt'), 'hello from the kernel\n');
+      mkdirSync(path.join(mnt, 'dir'));
+      writeFileSync(path.join(mnt, 'dir', 'big.bin'), Buffer.alloc(3 * MiB, 7));
+    });
+    await expectCleanFsck(img);
+    const ls = await debugfsBatch(img, ['ls -l /', 'cat /hello.txt']);
+    expect(ls[0]).toMatch(/hello\.txt/);
+    expect(ls[0]).toMatch(/\bdir\b/);
+    expect(ls[1]).toBe('hello from the kernel\n');
+  });
 });
