@@ -7,3 +7,4 @@ export { Ext4, Ext4Filesystem, type MountOptions, type MountInfo, type PathLike 
 export { FileHandle, type ReadResult, type ReadOptions } from './vfs/file-handle.js';
 export { Stats, BigIntStats } from './vfs/stats.js';
 export { Dirent } from './vfs/dirent.js';
+export * as wasm from './wasm/index.js';
