@@ -269,6 +269,10 @@ function extentRoot(extents: PhysExtent[], leafBlock: number | null): Uint8Array
     encodeExtentHeader(root, { entries: extents.length, max: ROOT_EXTENTS_MAX, depth: 0, generation: 0 });
     extents.forEach((e, i) => encodeExtent(root, i, { ...e, unwritten: false }));
   } else {
+    // mke2fs fills the root with the first 4 extents, then splits it: the index
+    // overwrites slot 0 and extents 2-4 stay behind in slots 1-3, past eh_entries
+    // (unused but checksummed). We leave the same bytes so images compare equal.
+    extents.slice(0, ROOT_EXTENTS_MAX).forEach((e, i) => encodeExtent(root, i, { ...e, unwritten: false }));
     encodeExtentHeader(root, { entries: 1, max: ROOT_EXTENTS_MAX, depth: 1, generation: 0 });
     encodeExtentIndex(root, 0, { lblk: 0, leaf: leafBlock });
   }
