@@ -4,9 +4,12 @@
  * Pure: takes decoded structures, returns [key, value] pairs.
  */
 import {
-  type Superblock, featureNames, blockSizeBytes, SbFlags, State,
+  type Superblock, featureNames, blockSizeBytes, SbFlags, State, Compat,
 } from '../format/superblock.js';
-import { type JournalSuperblock, JIncompat, JCompat } from '../format/jbd2.js';
+import { type JournalSuperblock, JIncompat, JCompat, decodeJournalSuperblock } from '../format/jbd2.js';
+import type { Ext4Super } from './super.js';
+import { readInode } from './inode.js';
+import { mapBlock } from './extents.js';
 
 export type ReportLine = readonly [key: string, value: string];
 
@@ -147,4 +150,15 @@ export function journalReport(jsb: JournalSuperblock, blockSize: number): Report
 /** Render lines as dumpe2fs does: key, colon, padded to column 26. */
 export function formatReport(lines: readonly ReportLine[]): string {
   return lines.map(([k, v]) => `${`${k}:`.padEnd(26)}${v}`).join('\n');
+}
+
+/** Read and decode the journal superblock of an open filesystem (undefined without a journal). */
+export async function readJournalSuperblock(ext4: Ext4Super): Promise<JournalSuperblock | undefined> {
+  if ((ext4.sb.featureCompat & Compat.HAS_JOURNAL) === 0 || ext4.sb.journalInum === 0) return undefined;
+  const inode = await readInode(ext4, ext4.sb.journalInum);
+  const first = await mapBlock(ext4, inode, 0);
+  if (first.kind !== 'mapped') return undefined;
+  const block = new Uint8Array(ext4.blockSizeBytes);
+  await ext4.device.read(first.pblk * ext4.blockSizeBytes, block);
+  return decodeJournalSuperblock(block);
 }

@@ -1,0 +1,226 @@
+/**
+ * The ext4ts subcommands. Each takes its argv tail and writes to stdout; failures are
+ * FsErrors (exit 1) or UsageErrors (exit 2), reported by main.ts.
+ */
+import { mkdir, writeFile, symlink, link, chmod, utimes, lstat as hostLstat, open as hostOpen } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { once } from 'node:events';
+import {
+  Ext4, FileDevice, MemoryDevice, mkfs, superblockReport, journalReport, formatReport, readJournalSuperblock,
+  FsError, type Ext4Filesystem, type BigIntStats, type SyncBlockDevice,
+} from '@ext4ts/core';
+import { parseArgs, parseSize, UsageError } from './args.js';
+import { modeString, statText, lsLine } from './text.js';
+
+type Command = (argv: string[]) => Promise<void>;
+
+async function withImage<T>(image: string, body: (fs: Ext4Filesystem, device: SyncBlockDevice) => Promise<T>): Promise<T> {
+  const device = await FileDevice.open(image, { readOnly: true });
+  try {
+    const fs = await Ext4.mount(device, { readOnly: true });
+    try {
+      return await body(fs, device);
+    } finally {
+      await fs.unmount();
+    }
+  } finally {
+    await device.close();
+  }
+}
+
+function need(positionals: string[], count: number, what: string): void {
+  if (positionals.length < count) throw new UsageError(`missing ${what}`);
+}
+
+/** Write to stdout, waiting when the pipe is full so huge files stream in bounded memory. */
+async function out(text: string | Uint8Array): Promise<void> {
+  if (!process.stdout.write(text)) await once(process.stdout, 'drain');
+}
+
+const mkfsCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set(['size', 'label', 'L']));
+  need(positionals, 1, 'IMAGE');
+  const sizeFlag = flags.get('size');
+  if (typeof sizeFlag !== 'string') throw new UsageError('mkfs needs --size (e.g. --size 1G)');
+  const sizeBytes = parseSize(sizeFlag);
+  const label = flags.get('label') ?? flags.get('L');
+  const image = positionals[0];
+  let existed = true;
+  try { await hostLstat(image); } catch { existed = false; }
+  const device = await FileDevice.open(image, { create: true, sizeBytes });
+  try {
+    const started = performance.now();
+    const result = await mkfs(device, { sizeBytes, label: typeof label === 'string' ? label : undefined, assumeZeroed: !existed });
+    await device.flush();
+    const ms = performance.now() - started;
+    await out(`${image}: ${result.blocksCount} blocks of 4096, ${result.groupCount} groups, ${result.inodesCount} inodes, ` +
+      `journal ${result.journalBlocks} blocks; ${(result.bytesWritten / 2 ** 20).toFixed(1)} MiB written in ${ms.toFixed(0)} ms\n`);
+  } finally {
+    await device.close();
+  }
+};
+
+const infoCommand: Command = async (argv) => {
+  const { positionals } = parseArgs(argv, new Set());
+  need(positionals, 1, 'IMAGE');
+  await withImage(positionals[0], async (fs) => {
+    const lines = [...superblockReport(fs.internals.sb)];
+    const jsb = await readJournalSuperblock(fs.internals);
+    if (jsb !== undefined) lines.push(...journalReport(jsb, fs.internals.blockSizeBytes));
+    await out(formatReport(lines) + '\n');
+  });
+};
+
+async function listDir(fs: Ext4Filesystem, dir: string, opts: { long: boolean; recursive: boolean; all: boolean }, header: boolean): Promise<void> {
+  const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (header) await out(`${dir}:\n`);
+  const names = opts.all ? ['.', '..', ...entries.map((e) => e.name)] : entries.map((e) => e.name);
+  for (const name of names) {
+    const path = posix.join(dir, name);
+    if (!opts.long) { await out(`${name}\n`); continue; }
+    const st = await fs.lstat(path, { bigint: true });
+    const target = st.isSymbolicLink() ? await fs.readlink(path) : undefined;
+    await out(lsLine(st, name, target) + '\n');
+  }
+  if (!opts.recursive) return;
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    await out('\n');
+    await listDir(fs, posix.join(dir, e.name), opts, true);
+  }
+}
+
+const lsCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set());
+  need(positionals, 1, 'IMAGE');
+  const path = positionals[1] ?? '/';
+  const opts = { long: flags.has('l'), recursive: flags.has('R'), all: flags.has('a') };
+  await withImage(positionals[0], async (fs) => {
+    const st = await fs.lstat(path, { bigint: true });
+    if (!st.isDirectory()) {
+      await out((opts.long ? lsLine(st, path, st.isSymbolicLink() ? await fs.readlink(path) : undefined) : path) + '\n');
+      return;
+    }
+    await listDir(fs, path, opts, opts.recursive);
+  });
+};
+
+const CAT_CHUNK_BYTES = 1 << 20;
+
+const catCommand: Command = async (argv) => {
+  const { positionals } = parseArgs(argv, new Set());
+  need(positionals, 2, 'IMAGE and PATH');
+  await withImage(positionals[0], async (fs) => {
+    for (const path of positionals.slice(1)) {
+      const fh = await fs.open(path, 'r');
+      try {
+        for (let pos = 0; ; ) {
+          const buffer = Buffer.alloc(CAT_CHUNK_BYTES);
+          const { bytesRead } = await fh.read(buffer, 0, CAT_CHUNK_BYTES, pos);
+          if (bytesRead === 0) break;
+          await out(buffer.subarray(0, bytesRead));
+          pos += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+  });
+};
+
+const statCommand: Command = async (argv) => {
+  const { positionals } = parseArgs(argv, new Set());
+  need(positionals, 2, 'IMAGE and PATH');
+  await withImage(positionals[0], async (fs) => {
+    for (const path of positionals.slice(1)) {
+      const st = await fs.lstat(path, { bigint: true });
+      const target = st.isSymbolicLink() ? await fs.readlink(path) : undefined;
+      await out(statText(path, st, target) + '\n');
+    }
+  });
+};
+
+interface CopyState { fs: Ext4Filesystem; hardLinks: Map<bigint, string>; files: number; bytes: number }
+
+async function copyOut(state: CopyState, source: string, target: string, recursive: boolean): Promise<void> {
+  const st = await state.fs.lstat(source, { bigint: true });
+  if (st.isDirectory()) {
+    if (!recursive) throw new FsError('EISDIR', { syscall: 'cp', path: source, detail: 'use -r to copy a directory' });
+    await mkdir(target, { recursive: true });
+    for (const name of await state.fs.readdir(source)) await copyOut(state, posix.join(source, name), join(target, name), true);
+  } else if (st.isSymbolicLink()) {
+    await symlink(await state.fs.readlink(source, { encoding: 'buffer' }), target);
+    return; // symlink times/modes are not portable to set; leave them
+  } else if (st.isFile()) {
+    const first = st.nlink > 1n ? state.hardLinks.get(st.ino) : undefined;
+    if (first !== undefined) { await link(first, target); return; }
+    if (st.nlink > 1n) state.hardLinks.set(st.ino, target);
+    await copyFileOut(state, source, target, st);
+  } else {
+    throw new FsError('ENOTSUP', { syscall: 'cp', path: source, detail: 'device, fifo and socket nodes are not copied' });
+  }
+  await chmod(target, Number(st.mode & 0o7777n));
+  await utimes(target, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9);
+}
+
+async function copyFileOut(state: CopyState, source: string, target: string, st: BigIntStats): Promise<void> {
+  const fh = await state.fs.open(source, 'r');
+  const host = await hostOpen(target, 'w');
+  try {
+    const buffer = Buffer.alloc(CAT_CHUNK_BYTES);
+    for (let pos = 0; pos < Number(st.size); ) {
+      const { bytesRead } = await fh.read(buffer, 0, CAT_CHUNK_BYTES, pos);
+      if (bytesRead === 0) break;
+      // Keep holes: a zero chunk is skipped and the size set by truncate below.
+      if (!buffer.subarray(0, bytesRead).every((b) => b === 0)) await host.write(buffer, 0, bytesRead, pos);
+      pos += bytesRead;
+    }
+    await host.truncate(Number(st.size));
+    state.files++;
+    state.bytes += Number(st.size);
+  } finally {
+    await host.close();
+    await fh.close();
+  }
+}
+
+const cpCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set());
+  need(positionals, 3, 'IMAGE, SOURCE and TARGET');
+  const [image, source, target] = positionals;
+  await withImage(image, async (fs) => {
+    let dest = target;
+    try {
+      if ((await hostLstat(target)).isDirectory()) dest = join(target, posix.basename(posix.resolve('/', source)) || 'root');
+    } catch { /* target does not exist: copy to that name */ }
+    const state: CopyState = { fs, hardLinks: new Map(), files: 0, bytes: 0 };
+    await copyOut(state, source, dest, flags.has('r') || flags.has('R'));
+  });
+};
+
+const demoCommand: Command = async () => {
+  const sizeBytes = 1 << 30;
+  const device = MemoryDevice.create({ sizeBytes });
+  try {
+    let t = performance.now();
+    const made = await mkfs(device, { sizeBytes, label: 'ext4ts-demo', assumeZeroed: true });
+    await out(`mkfs: 1 GiB in-memory ext4, ${made.groupCount} groups, ${(made.bytesWritten / 2 ** 20).toFixed(1)} MiB written in ${(performance.now() - t).toFixed(0)} ms\n`);
+    t = performance.now();
+    const fs = await Ext4.mount(device, { readOnly: true });
+    await out(`mount: ${(performance.now() - t).toFixed(1)} ms, features: ${fs.info.features.join(' ')}\n\n`);
+    const lines = [...superblockReport(fs.internals.sb)];
+    const jsb = await readJournalSuperblock(fs.internals);
+    if (jsb !== undefined) lines.push(...journalReport(jsb, fs.internals.blockSizeBytes));
+    await out(formatReport(lines) + '\n\n');
+    await listDir(fs, '/', { long: true, recursive: true, all: true }, true);
+    await fs.unmount();
+  } finally {
+    await device.close();
+  }
+};
+
+export const commands: Record<string, Command> = {
+  mkfs: mkfsCommand, info: infoCommand, ls: lsCommand, cat: catCommand, stat: statCommand, cp: cpCommand, demo: demoCommand,
+};
+
+export { modeString };
