@@ -7,6 +7,8 @@
 // - Never modify fixture.imagePath or anything under fixture.treeRoot. A test that writes
 //   copies the image first: `const copy = copyFixtureImage(fixture)` ... `copy.cleanup()`.
 //   (Loading a cached fixture checks the image's mtime and size and refuses a changed one.)
+// - Never loop-mount fixture.imagePath itself, even read-only: another vitest worker may be
+//   running e2fsck on it, which then reports "is mounted". Mount a copyFixtureImage copy.
 // - Compare against fixture.hostTree (the snapshot taken just before mke2fs ran), not a
 //   fresh readHostTree(treeRoot): mke2fs's reads have since moved host file atimes.
 //   expectedAfterMke2fs(fixture.hostTree) is what the image should show (tree.ts explains).
@@ -23,6 +25,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -133,6 +136,7 @@ async function loadOrBuild(options: BuildFixtureOptions, version: string, key: s
     if (tryLock(`${finalDir}.lock`)) {
       try {
         if (existsSync(path.join(finalDir, 'fixture.json'))) return loadFixture(finalDir);
+        pruneStale(cacheRoot, options, key);
         await buildInto(finalDir, options, version, key);
         return loadFixture(finalDir);
       } finally {
@@ -142,6 +146,21 @@ async function loadOrBuild(options: BuildFixtureOptions, version: string, key: s
     // Another vitest worker (another process) is building it: wait for its rename.
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${finalDir}.lock`);
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
+
+/**
+ * Removes fixtures of the same (scale, seed) built by older generator code, and work dirs
+ * left by builders that died, so the cache (often in RAM, /dev/shm) does not grow per edit.
+ */
+function pruneStale(cacheRoot: string, options: BuildFixtureOptions, key: string): void {
+  const prefix = `${options.scale}-${options.seed}-`;
+  for (const name of readdirSync(cacheRoot)) {
+    if (!name.startsWith(prefix) || name.startsWith(prefix + key) || name.endsWith('.lock')) continue;
+    const builder = /\.tmp-(\d+)-/.exec(name);
+    if (builder && processAlive(Number(builder[1]))) continue;
+    if (!builder && existsSync(path.join(cacheRoot, `${name}.lock`))) continue;
+    rmSync(path.join(cacheRoot, name), { recursive: true, force: true });
   }
 }
 

@@ -62,7 +62,9 @@ async function probeLoopMount(): Promise<LoopMountSupport> {
 
 /**
  * Mounts img (mount -o loop) on a fresh temp dir, runs fn(mountPoint), and always unmounts
- * (retrying while busy), detaches any loop device still bound to img, and removes the dir.
+ * (retrying while busy), detaches the loop device it used if still bound, and removes the
+ * dir. Mount a private copy, not a shared cached image: while an image is mounted,
+ * e2fsck run on it by another test process warns "is mounted" (and so is not clean).
  */
 export async function withLoopMount<T>(
   img: string,
@@ -73,18 +75,30 @@ export async function withLoopMount<T>(
   const mountPoint = temp.dir;
   const mountOptions = ['loop', ...(options.readOnly ? ['ro', 'noload'] : []), ...(options.mountOptions ?? [])];
   let mounted = false;
+  let device: string | undefined;
   try {
     await run('mount', ['-t', 'ext4', '-o', mountOptions.join(','), img, mountPoint], { timeoutMs: 60_000 });
     mounted = true;
+    device = mountSource(mountPoint);
     return await fn(mountPoint);
   } finally {
     try {
       if (mounted) await unmountWithRetry(mountPoint);
-      await detachLoopDevices(img);
+      if (device !== undefined) await detachLoopDevice(img, device);
     } finally {
       temp.cleanup();
     }
   }
+}
+
+/** The device mounted on mountPoint, from /proc/self/mountinfo ("... - ext4 /dev/loop3 rw"). */
+function mountSource(mountPoint: string): string | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const fields = line.split(' ');
+    const separator = fields.indexOf('-');
+    if (separator > 4 && fields[4] === mountPoint) return fields[separator + 2];
+  }
+  return undefined;
 }
 
 async function unmountWithRetry(mountPoint: string): Promise<void> {
@@ -99,13 +113,16 @@ async function unmountWithRetry(mountPoint: string): Promise<void> {
   }
 }
 
-/** `mount -o loop` sets autoclear, so this is normally a no-op; it guards against leaks. */
-async function detachLoopDevices(img: string): Promise<void> {
-  const { stdout } = await run('losetup', ['-j', img], { allowFailure: true, timeoutMs: 30_000 });
-  for (const line of stdout.split('\n')) {
-    const device = /^(\/dev\/loop\d+):/.exec(line)?.[1];
-    if (device) await run('losetup', ['-d', device], { allowFailure: true, timeoutMs: 30_000 });
-  }
-  const after = await run('losetup', ['-j', img], { allowFailure: true, timeoutMs: 30_000 });
-  if (after.stdout.trim() !== '') throw new Error(`loop device still bound to ${img}: ${after.stdout.trim()}`);
+/**
+ * `mount -o loop` sets autoclear, so this is normally a no-op; it guards against leaking
+ * our own loop device. Only `device` is touched: other processes may have img bound too.
+ */
+async function detachLoopDevice(img: string, device: string): Promise<void> {
+  const bound = async (): Promise<boolean> => {
+    const { stdout } = await run('losetup', ['-j', img], { allowFailure: true, timeoutMs: 30_000 });
+    return stdout.split('\n').some((line) => line.startsWith(`${device}:`));
+  };
+  if (!(await bound())) return;
+  await run('losetup', ['-d', device], { allowFailure: true, timeoutMs: 30_000 });
+  if (await bound()) throw new Error(`loop device ${device} still bound to ${img}`);
 }

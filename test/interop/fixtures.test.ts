@@ -197,7 +197,8 @@ describe.each(SCALES)('fixture image (%s)', (scale) => {
   it.skipIf(!loop.ok)('the loop-mounted image matches the host snapshot for the fields mke2fs preserves', async () => {
     const f = await fixture();
     const expected = expectedAfterMke2fs(f.hostTree);
-    const mounted = await withLoopMount(f.imagePath, (mnt) => readHostTree(mnt), { readOnly: true });
+    const copy = copyFixtureImage(f); // never mount the shared image: other workers e2fsck it
+    const mounted = await withLoopMount(copy.imagePath, (mnt) => readHostTree(mnt), { readOnly: true }).finally(copy.cleanup);
     expect(diffTrees(expected, mounted, { ignore: ['lost+found'] })).toEqual([]);
     // The comparison has teeth: the raw host times (nanoseconds, post-2038) are not what mounts.
     const raw = diffTrees(f.hostTree, mounted, { ignore: ['lost+found'], fields: ['mtimeNs'], differencesMax: 1e6 });
@@ -208,16 +209,20 @@ describe.each(SCALES)('fixture image (%s)', (scale) => {
 
 describe('withLoopMount', () => {
   it.skipIf(!loop.ok)('withLoopMount unmounts, frees the loop device and removes the mount point', async () => {
-    const f = await buildFixtureImage({ seed: SEED, scale: 'small' });
+    const copy = copyFixtureImage(await buildFixtureImage({ seed: SEED, scale: 'small' }));
     let mountPoint = '';
+    let device = '';
     await expect(
-      withLoopMount(f.imagePath, (mnt) => {
+      withLoopMount(copy.imagePath, async (mnt) => {
         mountPoint = mnt;
+        device = (await run('losetup', ['-j', copy.imagePath])).stdout;
         expect(existsSync(path.join(mnt, 'lost+found'))).toBe(true);
         throw new Error('inside');
       }, { readOnly: true }),
     ).rejects.toThrow('inside');
+    expect(device).toMatch(/^\/dev\/loop\d+:/);
     expect(existsSync(mountPoint)).toBe(false);
-    expect((await run('losetup', ['-j', f.imagePath])).stdout.trim()).toBe('');
+    expect((await run('losetup', ['-j', copy.imagePath])).stdout.trim()).toBe('');
+    copy.cleanup();
   });
 });
