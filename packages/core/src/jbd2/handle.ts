@@ -1,0 +1,43 @@
+/**
+ * The contract between filesystem code and the journal: every metadata change happens
+ * inside a handle, block by block, the way jbd2 does it.
+ *
+ *   const h = await journal.start(credits);      // reserves log space for `credits` blocks
+ *   const buf = await h.getWriteAccess(blockNr); // the live bytes of fs block blockNr
+ *   ...modify buf, seal its checksum...
+ *   h.dirtyMetadata(blockNr);                    // it belongs to the running transaction
+ *   await journal.stop(h);
+ *
+ * Rules (asserted by implementations):
+ * - A block is modified only between getWriteAccess/getCreateAccess and dirtyMetadata of
+ *   the same handle; the bytes returned stay the same object for as long as the block is
+ *   in the running transaction, so several handles modifying it see each other's changes.
+ * - Each distinct block a handle dirties costs one credit; revoke records cost no credit
+ *   here (they are counted apart). extend() asks for more; false means: stop this
+ *   handle and start a new one.
+ * - A freed metadata block is revoked, so replay never writes an older copy over
+ *   whatever the block is reused for (data, in particular).
+ * - Generic: block numbers are filesystem blocks; nothing here knows ext4.
+ */
+export interface JournalHandle {
+  /** Read (via the metadata cache) fs block `blockNr` and declare it will be modified. */
+  getWriteAccess(blockNr: number): Promise<Uint8Array>;
+  /** A block that is new to metadata (just allocated): zero-filled, never read from disk. */
+  getCreateAccess(blockNr: number): Uint8Array;
+  /** The bytes of `blockNr` (from getWrite/CreateAccess) are changed and final for now. */
+  dirtyMetadata(blockNr: number): void;
+  /** `blockNr` stops being metadata (freed): cancel its pending writes, record a revoke. */
+  revoke(blockNr: number): void;
+  /** Ask for `credits` more blocks; false if the transaction cannot grow. */
+  extend(credits: number): boolean;
+  /** Credits not yet used. */
+  readonly creditsLeft: number;
+}
+
+/** What the filesystem needs from a journal (or from the no-journal writer used by mkfs/tests). */
+export interface MetadataJournal {
+  start(credits: number): Promise<JournalHandle>;
+  stop(handle: JournalHandle): Promise<void>;
+  /** Commit the running transaction and wait until it is durable (fsync/syncfs). */
+  commit(): Promise<void>;
+}
