@@ -2,7 +2,7 @@
  * The ext4ts subcommands. Each takes its argv tail and writes to stdout; failures are
  * FsErrors (exit 1) or UsageErrors (exit 2), reported by main.ts.
  */
-import { mkdir, writeFile, symlink, link, chmod, utimes, lstat as hostLstat, open as hostOpen } from 'node:fs/promises';
+import { mkdir, symlink, lutimes, link, chmod, utimes, lstat as hostLstat, open as hostOpen } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { once } from 'node:events';
 import {
@@ -150,7 +150,9 @@ async function copyOut(state: CopyState, source: string, target: string, recursi
     for (const name of await state.fs.readdir(source)) await copyOut(state, posix.join(source, name), join(target, name), true);
   } else if (st.isSymbolicLink()) {
     await symlink(await state.fs.readlink(source, { encoding: 'buffer' }), target);
-    return; // symlink times/modes are not portable to set; leave them
+    // A symlink's mode cannot be set on Linux; its times can.
+    await lutimes(target, secondsText(st.atimeNs), secondsText(st.mtimeNs));
+    return;
   } else if (st.isFile()) {
     const first = st.nlink > 1n ? state.hardLinks.get(st.ino) : undefined;
     if (first !== undefined) { await link(first, target); return; }
@@ -160,7 +162,15 @@ async function copyOut(state: CopyState, source: string, target: string, recursi
     throw new FsError('ENOTSUP', { syscall: 'cp', path: source, detail: 'device, fifo and socket nodes are not copied' });
   }
   await chmod(target, Number(st.mode & 0o7777n));
-  await utimes(target, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9);
+  // Node turns a negative *number* into "now"; a decimal string keeps pre-1970 times.
+  await utimes(target, secondsText(st.atimeNs), secondsText(st.mtimeNs));
+}
+
+/** Nanoseconds since the epoch as a decimal seconds string ("-12.000000001"). */
+function secondsText(ns: bigint): string {
+  const sign = ns < 0n ? '-' : '';
+  const abs = ns < 0n ? -ns : ns;
+  return `${sign}${abs / 1_000_000_000n}.${(abs % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
 
 async function copyFileOut(state: CopyState, source: string, target: string, st: BigIntStats): Promise<void> {
