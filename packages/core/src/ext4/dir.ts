@@ -40,12 +40,17 @@ export function isHashed(ext4: Ext4Super, dir: Ext4Inode): boolean {
   return ext4.dirIndex && (dir.flags & InodeFlags.INDEX) !== 0;
 }
 
-/** The directory's block at logical `lblk`, or undefined for a hole. */
-export async function readDirBlock(ext4: Ext4Super, dir: Ext4Inode, lblk: number): Promise<{ block: Uint8Array; pblk: number } | undefined> {
+/**
+ * The directory's block at logical `lblk`, or undefined for a hole. `verify` runs once
+ * per cached copy for `kind` (see BlockCache.read).
+ */
+export async function readDirBlock(
+  ext4: Ext4Super, dir: Ext4Inode, lblk: number, kind?: string, verify?: (data: Uint8Array) => void,
+): Promise<{ block: Uint8Array; pblk: number } | undefined> {
   const m = await mapBlock(ext4, dir, lblk);
   // An unwritten directory block has never been written: treat it as a hole.
   if (m.kind !== 'mapped') return undefined;
-  const block = await ext4.cache.read(m.pblk, `block ${lblk} of directory ${dir.ino}`);
+  const block = await ext4.cache.read(m.pblk, `block ${lblk} of directory ${dir.ino}`, kind, verify);
   return { block, pblk: m.pblk };
 }
 

@@ -36,9 +36,13 @@ interface Level { entries: DxEntry[]; at: number }
 
 interface DxRoot { hashVersion: number; levels: number; entries: DxEntry[] }
 
-async function readDxBlock(ext4: Ext4Super, dir: Ext4Inode, lblk: number): Promise<Uint8Array> {
+/** An index block; its dx checksum (at countOffset) is verified once per cached copy. */
+async function readDxBlock(ext4: Ext4Super, dir: Ext4Inode, lblk: number, countOffset: number, label: string): Promise<Uint8Array> {
   if (lblk >= dirBlockCount(ext4, dir)) throw corrupted(`directory ${dir.ino}: dx block ${lblk} past its ${dirBlockCount(ext4, dir)} blocks`);
-  const raw = await readDirBlock(ext4, dir, lblk);
+  const kind = `dx:${dir.ino}:${dir.generation}:${countOffset}`;
+  const raw = await readDirBlock(ext4, dir, lblk, kind, (data) => {
+    if (ext4.metadataCsum) verifyDxBlock(data, countOffset, dir.csumSeed, label);
+  });
   if (raw === undefined) throw corrupted(`directory ${dir.ino}: hole at indexed block ${lblk}`);
   return raw.block;
 }
@@ -46,26 +50,30 @@ async function readDxBlock(ext4: Ext4Super, dir: Ext4Inode, lblk: number): Promi
 /** Decode and check the dx_root in block 0. */
 async function readDxRoot(ext4: Ext4Super, dir: Ext4Inode): Promise<DxRoot> {
   const label = `dx root of directory ${dir.ino}`;
-  const block = await readDxBlock(ext4, dir, 0);
-  dxRootDots(ext4, block, label);
-  const info = decodeDxRootInfo(block);
+  const raw = await readDirBlock(ext4, dir, 0);
+  if (raw === undefined) throw corrupted(`${label}: block 0 is a hole`);
+  dxRootDots(ext4, raw.block, label);
+  const info = decodeDxRootInfo(raw.block);
   if (info.infoLength !== 8) throw corrupted(`${label}: info length ${info.infoLength} != 8`);
   if (info.hashVersion > DX_HASH_TEA) throw corrupted(`${label}: unsupported hash version ${info.hashVersion}`);
   const maxIndirect = ext4.largeDir ? 2 : 1;
   if (info.indirectLevels > maxIndirect) throw corrupted(`${label}: ${info.indirectLevels} indirect levels > ${maxIndirect}`);
   const countOffset = dxRootCountOffset(info);
-  const dx = decodeDxEntries(block, countOffset, dxLimit(ext4.blockSizeBytes, countOffset, ext4.metadataCsum), label);
-  if (ext4.metadataCsum) verifyDxBlock(block, countOffset, dir.csumSeed, label);
+  // Limit first: it places the tail the checksum is read from.
+  const dx = decodeDxEntries(raw.block, countOffset, dxLimit(ext4.blockSizeBytes, countOffset, ext4.metadataCsum), label);
+  await readDxBlock(ext4, dir, 0, countOffset, label);
   const hashVersion = info.hashVersion + (ext4.hashUnsigned ? UNSIGNED_HASH_DELTA : 0);
   return { hashVersion, levels: info.indirectLevels, entries: dx.entries };
 }
 
 async function readDxNode(ext4: Ext4Super, dir: Ext4Inode, lblk: number): Promise<DxEntry[]> {
   const label = `dx node ${lblk} of directory ${dir.ino}`;
-  const block = await readDxBlock(ext4, dir, lblk);
-  if (!isDxNode(block)) throw corrupted(`${label}: not an index node`);
-  const dx = decodeDxEntries(block, DX_NODE_COUNT_OFFSET, dxLimit(ext4.blockSizeBytes, DX_NODE_COUNT_OFFSET, ext4.metadataCsum), label);
-  if (ext4.metadataCsum) verifyDxBlock(block, DX_NODE_COUNT_OFFSET, dir.csumSeed, label);
+  const raw = await readDirBlock(ext4, dir, lblk);
+  if (raw === undefined) throw corrupted(`${label}: hole at an index block`);
+  if (!isDxNode(raw.block)) throw corrupted(`${label}: not an index node`);
+  const limit = dxLimit(ext4.blockSizeBytes, DX_NODE_COUNT_OFFSET, ext4.metadataCsum);
+  const dx = decodeDxEntries(raw.block, DX_NODE_COUNT_OFFSET, limit, label);
+  await readDxBlock(ext4, dir, lblk, DX_NODE_COUNT_OFFSET, label);
   return dx.entries;
 }
 
