@@ -3,19 +3,19 @@
 // the source tree: every name, type, mode, owner, size, link count, hard-link grouping,
 // time (as mke2fs stores it), symlink target and byte (sha256). Fields mke2fs does not
 // take from the host (i_blocks, crtime, extent maps) are checked against debugfs stat.
-// Set EXT4TS_FIXTURE_FULL=1 for the full-scale fixture (thousands of files, a
-// 20,000-entry hashed directory); timings are printed.
-import { createHash } from 'node:crypto';
+// Runs on the full-scale fixture (thousands of files, a 20,000-entry hashed directory);
+// EXT4TS_FIXTURE_SMALL=1 picks the small one for quick local runs. Timings are printed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ext4, FileDevice, type Ext4Filesystem } from '@ext4ts/core';
 import { walkMappings } from '../../packages/core/src/ext4/extents.js';
 import { readInode } from '../../packages/core/src/ext4/inode.js';
 import { debugfsBatch, parseDebugfsStat, quoteDebugfsPath, requireE2fsprogs } from '../helpers/e2fs.js';
 import { buildFixtureImage, type FixtureImage } from '../helpers/fixture-image.js';
-import { diffTrees, expectedAfterMke2fs, type HostEntry, type HostEntryType, type HostTree } from '../helpers/tree.js';
+import { diffTrees, expectedAfterMke2fs } from '../helpers/tree.js';
+import { readImageTree } from '../helpers/image-tree.js';
 
 await requireE2fsprogs();
-const SCALE = process.env.EXT4TS_FIXTURE_FULL === '1' ? 'full' : 'small';
+const SCALE = process.env.EXT4TS_FIXTURE_SMALL === '1' ? 'small' : 'full';
 const SEED = 20240601;
 
 let fixture: FixtureImage;
@@ -36,51 +36,6 @@ afterAll(async () => {
   await device?.close();
 });
 
-function typeOf(s: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean }): HostEntryType {
-  if (s.isFile()) return 'file';
-  if (s.isDirectory()) return 'dir';
-  if (s.isSymbolicLink()) return 'symlink';
-  if (s.isFIFO()) return 'fifo';
-  if (s.isSocket()) return 'socket';
-  return s.isCharacterDevice() ? 'chardev' : 'blockdev';
-}
-
-/** The image as ext4ts sees it, in readHostTree's shape. */
-async function readImageTree(): Promise<{ tree: HostTree; bytesRead: number; files: number }> {
-  const tree: HostTree = new Map();
-  const firstPathOfIno = new Map<bigint, string>();
-  const inoOf = new Map<string, bigint>();
-  let bytesRead = 0, files = 0;
-  const walk = async (relDir: string): Promise<void> => {
-    const names = (await fs.readdir(`/${relDir}`)).sort();
-    for (const name of names) {
-      const rel = relDir === '' ? name : `${relDir}/${name}`;
-      const s = await fs.lstat(`/${rel}`, { bigint: true });
-      const type = typeOf(s);
-      const entry: HostEntry = {
-        type, mode: Number(s.mode & 0o7777n), uid: Number(s.uid), gid: Number(s.gid), size: Number(s.size),
-        blocks: Number(s.blocks), nlink: Number(s.nlink), linkGroup: rel,
-        mtimeNs: s.mtimeNs, atimeNs: s.atimeNs, ctimeNs: s.ctimeNs,
-      };
-      inoOf.set(rel, s.ino);
-      const first = firstPathOfIno.get(s.ino);
-      if (first === undefined || rel < first) firstPathOfIno.set(s.ino, rel);
-      if (type === 'symlink') entry.target = await fs.readlink(`/${rel}`);
-      if (type === 'file') {
-        const bytes = await fs.readFile(`/${rel}`);
-        bytesRead += bytes.length;
-        files++;
-        entry.sha256 = createHash('sha256').update(bytes).digest('hex');
-      }
-      tree.set(rel, entry);
-      if (type === 'dir') await walk(rel);
-    }
-  };
-  await walk('');
-  for (const [rel, entry] of tree) entry.linkGroup = firstPathOfIno.get(inoOf.get(rel) as bigint) ?? rel;
-  return { tree, bytesRead, files };
-}
-
 describe(`read-only mount of the ${SCALE} fixture`, () => {
   it('mount of the fixture reports no orphans and a clean journal', () => {
     expect(fs.info.lastOrphan).toBe(0);
@@ -90,7 +45,7 @@ describe(`read-only mount of the ${SCALE} fixture`, () => {
 
   it('every name, type, mode, owner, size, nlink, hard link, time, target and sha256 matches the source tree', async () => {
     const t0 = performance.now();
-    const { tree, bytesRead, files } = await readImageTree();
+    const { tree, bytesRead, files } = await readImageTree(fs);
     const ms = performance.now() - t0;
     console.log(`read.test [${SCALE}]: walk+read ${tree.size} entries, ${files} files, ${(bytesRead / 2 ** 20).toFixed(1)} MiB in ${ms.toFixed(0)} ms`);
     const differences = diffTrees(expectedAfterMke2fs(fixture.hostTree), tree, { ignore: ['lost+found'] });
