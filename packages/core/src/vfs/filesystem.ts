@@ -16,6 +16,7 @@ import type { BlockDevice } from '../device/block-device.js';
 import { featureNames } from '../format/superblock.js';
 import { FsError } from './errors.js';
 import { openSuper, type Ext4Super } from '../ext4/super.js';
+import { processWasmCore } from '../wasm/process-core.js';
 import { isDir, readInode, type Ext4Inode } from '../ext4/inode.js';
 import { iterateDir } from '../ext4/dir.js';
 import { readSymlink, resolvePath } from '../ext4/namei.js';
@@ -80,6 +81,7 @@ export class Ext4 {
     if (options.readOnly === false) {
       throw new FsError('EROFS', { syscall: 'mount', detail: 'ext4ts mounts read-only for now (pass readOnly: true)' });
     }
+    processWasmCore(); // metadata crc32c through the WASM kernel when it is built
     const ext4 = await openSuper(device, { readOnly: true, ignoreJournal: options.ignoreJournal, cacheBlocksMax: options.cacheBlocksMax });
     return new Ext4Filesystem(ext4);
   }

@@ -7,3 +7,4 @@ export { BuddyArena, arenaOrderForBytes, createArena, type ArenaOptions, type Ar
 export { twins } from './twins.js';
 export type { WasmMemory, WasmModule } from './webassembly.js';
 export * as wasmLayout from './layout.js';
+export { processWasmCore, crc32cBackend } from './process-core.js';
