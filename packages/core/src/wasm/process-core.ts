@@ -6,8 +6,8 @@
  */
 import { loadWasmCore, type WasmCore } from './core.js';
 
-/** The reserved region (statics + scratch slots) needs ~2.1 MiB; 64 pages = 4 MiB. */
-const PROCESS_CORE_MAXIMUM_PAGES = 64;
+/** The loader grows to the 8 MiB arena boundary at once (address space only: untouched pages cost nothing). */
+const PROCESS_CORE_MAXIMUM_PAGES = 256;
 
 let core: WasmCore | undefined;
 let failure: Error | undefined;
