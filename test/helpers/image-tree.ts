@@ -3,23 +3,12 @@
 // view of a loop mount, or a fixture's source snapshot. Reads every file whole (sha256).
 import { createHash } from 'node:crypto';
 import type { Ext4Filesystem } from '@ext4ts/core';
-import type { HostEntry, HostEntryType, HostTree } from './tree.js';
+import { entryType, type HostEntry, type HostTree } from './tree.js';
 
 export interface ImageTreeRead {
   tree: HostTree;
   bytesRead: number;
   files: number;
-}
-
-type TypeTests = { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean };
-
-export function entryTypeOf(s: TypeTests): HostEntryType {
-  if (s.isFile()) return 'file';
-  if (s.isDirectory()) return 'dir';
-  if (s.isSymbolicLink()) return 'symlink';
-  if (s.isFIFO()) return 'fifo';
-  if (s.isSocket()) return 'socket';
-  return s.isCharacterDevice() ? 'chardev' : 'blockdev';
 }
 
 /** Walk `fs` from its root (the root itself left out, as readHostTree does). */
@@ -33,7 +22,7 @@ export async function readImageTree(fs: Ext4Filesystem): Promise<ImageTreeRead> 
     for (const name of names) {
       const rel = relDir === '' ? name : `${relDir}/${name}`;
       const s = await fs.lstat(`/${rel}`, { bigint: true });
-      const type = entryTypeOf(s);
+      const type = entryType(s);
       const entry: HostEntry = {
         type, mode: Number(s.mode & 0o7777n), uid: Number(s.uid), gid: Number(s.gid), size: Number(s.size),
         blocks: Number(s.blocks), nlink: Number(s.nlink), linkGroup: rel,

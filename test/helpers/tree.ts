@@ -58,6 +58,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { seededRandom } from '../../packages/core/src/wasm/testing.js';
 import { run } from './run.js';
 
 /** Bump when the generated tree changes shape (the fixture cache also hashes this file). */
@@ -135,16 +136,10 @@ export interface TreeManifest {
 // ---------------------------------------------------------------------------------
 // Deterministic randomness
 
-/** mulberry32: tiny, fast, good enough for choosing shapes. */
+/** mulberry32 (the project's one seeded PRNG, wasm/testing.ts) scaled to [0, 1). */
 export function makeRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
+  return () => next() / 4294967296;
 }
 
 type Rng = () => number;
@@ -601,7 +596,7 @@ export interface HostEntry {
 
 export type HostTree = Map<string, HostEntry>;
 
-function entryType(stats: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean }): HostEntryType {
+export function entryType(stats: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean }): HostEntryType {
   if (stats.isFile()) return 'file';
   if (stats.isDirectory()) return 'dir';
   if (stats.isSymbolicLink()) return 'symlink';

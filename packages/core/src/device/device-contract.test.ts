@@ -11,6 +11,7 @@ import type { SyncBlockDevice } from './block-device.js';
 import { FileDevice, IO_BYTES_MAX } from './file-device.js';
 import { MemoryDevice } from './memory-device.js';
 import { openDevice } from './index.js';
+import { seededRandom } from '../wasm/testing.js';
 
 const MiB = 1024 * 1024;
 /** Small chunks so random requests cross chunk boundaries often. */
@@ -53,16 +54,10 @@ const kinds: DeviceKind[] = [
   },
 ];
 
-/** mulberry32: a seeded PRNG, so a failure reproduces from its seed. */
+/** A seeded PRNG in [0, 1), so a failure reproduces from its seed. */
 function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
+  return () => next() / 4294967296;
 }
 
 function randomBytes(next: () => number, lengthBytes: number): Uint8Array {
