@@ -167,6 +167,8 @@ export function journalTagBytes(featureIncompat: number): number {
   if ((featureIncompat & JIncompat.CSUM_V3) !== 0) return 16;
   let size = 8; // blocknr + checksum(16) + flags(16)
   if ((featureIncompat & JIncompat.BIT64) !== 0) size += 4;
+  // csum v2 tags carry 2 bytes of padding after the (16-bit) checksummed tag: 10 or 14 bytes.
+  if ((featureIncompat & JIncompat.CSUM_V2) !== 0) size += 2;
   return size;
 }
 

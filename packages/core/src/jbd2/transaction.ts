@@ -1,0 +1,114 @@
+/**
+ * Transactions and handles.
+ *
+ * A transaction moves running → locked → committing → committed → (checkpointed, gone):
+ * - running: handles join it (start) and dirty blocks in it;
+ * - locked: its commit has begun; no new handle joins, the ones inside finish (drain);
+ * - committing: drained; its blocks are copied (snapshot) and written to the log;
+ * - committed: durable in the log, waiting for checkpoint to write the blocks home.
+ * Its tid is given when it is locked and found non-empty, so tids in the log are always
+ * consecutive (an empty transaction costs nothing and uses no tid).
+ */
+import { assert } from '../assert.js';
+import type { JournalHandle } from './handle.js';
+
+export type TransactionState = 'running' | 'locked' | 'committing' | 'committed' | 'empty';
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((ok, fail) => { resolve = ok; reject = fail; });
+  promise.catch(() => undefined); // a rejection nobody awaited must not crash the process
+  return { promise, resolve, reject };
+}
+
+export class Transaction {
+  state: TransactionState = 'running';
+  /** Assigned when the commit starts; -1 before. */
+  tid = -1;
+  /** Blocks dirtied in this transaction, in first-dirty order (= log order). */
+  readonly dirty = new Set<number>();
+  /** Blocks revoked in this transaction (never also in `dirty`). */
+  readonly revoked = new Set<number>();
+  handleCount = 0;
+  /** Credits held by live handles and not used yet. */
+  creditsReserved = 0;
+  /** The blocks' bytes when the commit started (copies). */
+  snapshot = new Map<number, Uint8Array>();
+  /** Where the transaction sits in the log, once written. */
+  logStart = -1;
+  logBlocks = 0;
+  /** A commit was asked for (timer, full, fsync, close). */
+  commitRequested: Promise<void> | undefined;
+  /** Resolved when it stops being the running transaction. */
+  readonly locked = deferred();
+  /** Resolved when its last handle stops after it is locked. */
+  readonly drained = deferred();
+
+  /** Blocks this transaction accounts for against the max transaction size. */
+  get blocksCharged(): number {
+    return this.dirty.size + this.creditsReserved;
+  }
+
+  get isEmpty(): boolean {
+    return this.dirty.size === 0 && this.revoked.size === 0;
+  }
+}
+
+/** What a handle needs from the journal (kept narrow so the handle stays simple). */
+export interface HandleHost {
+  accessBlock(handle: Handle, blockNr: number): Promise<Uint8Array>;
+  createBlock(handle: Handle, blockNr: number): Uint8Array;
+  dirtyBlock(handle: Handle, blockNr: number): void;
+  revokeBlock(handle: Handle, blockNr: number): void;
+  extendHandle(handle: Handle, credits: number): boolean;
+}
+
+export class Handle implements JournalHandle {
+  /** Blocks this handle took access to, with the live buffer it was given. */
+  readonly buffers = new Map<number, Uint8Array>();
+  stopped = false;
+
+  constructor(
+    private readonly host: HandleHost,
+    readonly transaction: Transaction,
+    public credits: number,
+  ) {}
+
+  get creditsLeft(): number {
+    return this.credits;
+  }
+
+  getWriteAccess(blockNr: number): Promise<Uint8Array> {
+    assert(!this.stopped, 'getWriteAccess on a stopped handle');
+    return this.host.accessBlock(this, blockNr);
+  }
+
+  getCreateAccess(blockNr: number): Uint8Array {
+    assert(!this.stopped, 'getCreateAccess on a stopped handle');
+    return this.host.createBlock(this, blockNr);
+  }
+
+  dirtyMetadata(blockNr: number): void {
+    assert(!this.stopped, 'dirtyMetadata on a stopped handle');
+    assert(this.buffers.has(blockNr), `dirtyMetadata(${blockNr}) without getWriteAccess/getCreateAccess`);
+    this.host.dirtyBlock(this, blockNr);
+  }
+
+  revoke(blockNr: number): void {
+    assert(!this.stopped, 'revoke on a stopped handle');
+    this.host.revokeBlock(this, blockNr);
+  }
+
+  extend(credits: number): boolean {
+    assert(!this.stopped, 'extend on a stopped handle');
+    assert(Number.isInteger(credits) && credits >= 0, `extend by ${credits}`);
+    return this.host.extendHandle(this, credits);
+  }
+}
