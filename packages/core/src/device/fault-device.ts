@@ -85,7 +85,7 @@ export class FaultDevice implements SyncBlockDevice {
   /** The number the next call will get. */
   get nextOp(): number { return this.opCounter; }
 
-  /** True once the power cut is in effect. */
+  /** True once op K (powerCutAfterOp) has been made: every later call sees the cut. */
   get powerIsCut(): boolean { return this.opCounter > this.powerCutAfterOp; }
 
   /** Cut the power now: every later call sees the power-cut rules. */
