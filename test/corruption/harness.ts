@@ -285,30 +285,33 @@ export interface WalkLimits {
 export async function walkTree(fs: Ext4Filesystem, limits: WalkLimits = { entriesMax: 3000, depthMax: 16 }): Promise<Map<string, string>> {
   const seen = new Set<number>();
   const out = new Map<string, string>();
-  const visit = async (dir: string, depth: number): Promise<void> => {
+  // Names travel as raw bytes: a damaged name need not be UTF-8, and must be looked up as stored.
+  const slash = Buffer.from('/');
+  const visit = async (dir: Buffer, depth: number): Promise<void> => {
     const st = await fs.lstat(dir);
     if (seen.has(st.ino) || depth > limits.depthMax) return;
     seen.add(st.ino);
-    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+    for (const e of await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' })) {
       if (out.size >= limits.entriesMax) return;
-      const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
+      const p = Buffer.concat(dir.length === 1 ? [slash, e.name] : [dir, slash, e.name]);
+      const shown = p.toString('latin1');
       const lst = await fs.lstat(p);
       if (lst.isSymbolicLink()) {
         const target = await fs.readlink(p);
-        out.set(p, `link:${target}`);
+        out.set(shown, `link:${target}`);
         try { await fs.stat(p); } catch (error) { if (!FsError.is(error, 'ENOENT') && !FsError.is(error, 'ELOOP') && !FsError.is(error, 'ENOTDIR')) throw error; }
       } else if (lst.isDirectory()) {
-        out.set(p, 'dir');
+        out.set(shown, 'dir');
         await visit(p, depth + 1);
       } else if (lst.isFile()) {
         const data = await fs.readFile(p);
-        out.set(p, `file:${data.length}:${hashOf(data)}`);
+        out.set(shown, `file:${data.length}:${hashOf(data)}`);
       } else {
-        out.set(p, `other:${lst.mode}`);
+        out.set(shown, `other:${lst.mode}`);
       }
     }
   };
-  await visit('/', 0);
+  await visit(slash, 0);
   return out;
 }
 

@@ -62,6 +62,8 @@ export interface CorruptionImage {
   fsSeed: number;
   metadataCsum: boolean;
   map: ImageMap;
+  /** The journal superblock's block (read at every mount), if the image has a journal. */
+  journalSuperblock: number | undefined;
   /** Every file, dir and symlink path (relative, with leading '/'), and the expected file bytes. */
   files: Map<string, Buffer>;
   dirs: string[];
@@ -182,6 +184,7 @@ async function finish(name: 'A' | 'B', img: string, tree: Pick<CorruptionImage, 
     fsSeed: x.fsSeed,
     metadataCsum: x.metadataCsum,
     map: await mapImage(img, tree),
+    journalSuperblock: x.sb.journalInum === 0 ? undefined : (await mapBlock(x, await readInode(x, x.sb.journalInum), 0)).pblk,
     ...tree,
   };
   for (const dir of tree.dirs) {
