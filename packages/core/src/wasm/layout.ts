@@ -133,3 +133,78 @@ assert(1 << ARENA_UNIT_SHIFT === ARENA_UNIT_BYTES, 'arena unit shift matches uni
 assert(EXTENT_RECORD_PHYSICAL_OFFSET + 8 === EXTENT_RECORD_BYTES, 'extent record fields tile the record');
 // The whole memory is addressable by u32 pointers.
 assert(WASM_MAXIMUM_BYTES === 2 ** 32, 'memory is at most 4 GiB');
+
+// ═══ Page cache: per-folio state (added by mm/; nothing above this line was changed) ═══
+
+/**
+ * Per-folio state lives in one SharedArrayBuffer beside the wasm memory (mm/folio.ts,
+ * FolioStateTable), indexed by **slot** = the folio's first arena unit
+ * ((dataPtr − arenaBase) / 4096). A folio of order k owns units [slot, slot + 2^k) of the
+ * arena, so slots never collide and no slot allocator is needed:
+ *
+ *   i32 words:  [0, unitCount)                     one state word per unit (used at a folio's head unit)
+ *               [unitCount, unitCount + unitCount/4) per-block bitmap, FOLIO_BITMAP_BITS_PER_UNIT bits per unit
+ *
+ * State word bits (word `slot`):
+ *
+ *   bit 0 LOCKED │ 1 LOCK_WAITERS │ 2 UPTODATE │ 3 DIRTY │ 4 WRITEBACK │ 5 WRITEBACK_WAITERS │
+ *   6 IN_USE │ 7 ERROR │ bits 8–11 ORDER │ 12–31 zero
+ *
+ * Ordering rules (every change to a state word is an Atomics read-modify-write or CAS;
+ * plain stores to a live slot are forbidden):
+ *
+ * 1. LOCKED is taken only by compareExchange(v → v | LOCKED) with LOCKED clear in v, so two
+ *    threads racing for a folio see one winner. It is released by and(~(LOCKED |
+ *    LOCK_WAITERS)) AFTER the holder's last write to the folio's bytes or bitmap; the
+ *    next holder's successful CAS is then ordered after those writes (publish rule above).
+ * 2. Lost wake-ups. A thread that means to sleep on a bit (LOCKED or WRITEBACK) first sets
+ *    the matching *_WAITERS bit by CAS and then waits (Atomics.wait / waitAsync) on exactly
+ *    the value it stored. Whoever clears the bit clears *_WAITERS in the same RMW and calls
+ *    Atomics.notify(word, all) when the old value had *_WAITERS. If the clear lands between
+ *    the waiter's CAS and its wait, the word no longer equals the expected value and the
+ *    wait returns 'not-equal' at once — without the exact-value wait the waiter could
+ *    sleep forever. Woken waiters re-check and re-set *_WAITERS (spurious wake-ups are
+ *    allowed: lock and writeback waiters share the word's wait queue).
+ * 3. WRITEBACK is set (or(WRITEBACK), asserted clear before) by the engine thread while
+ *    it holds LOCKED, after it has cleared the folio's dirty bits; it is cleared by
+ *    and(~(WRITEBACK | WRITEBACK_WAITERS)) after the device write of the folio's bytes has
+ *    completed (and, for ext4, after the completion's metadata work), so a waiter that
+ *    sees WRITEBACK clear knows the bytes it saw dirty are on the device.
+ * 4. UPTODATE/DIRTY and the per-block bitmap are changed by the LOCKED holder (or the
+ *    engine thread for a folio nobody else can see). Bitmap words are shared between
+ *    neighbouring small folios (4 units per word), so bitmap changes are always
+ *    Atomics.or / Atomics.and on whole words, never plain stores: two lock holders of two
+ *    different folios in two threads would otherwise lose each other's bits.
+ * 5. IN_USE and ORDER are written (Atomics.store) only by the engine thread when it gives a
+ *    slot to a new folio or frees it, and only while no other thread holds a reference to
+ *    the folio (not locked, not under writeback, unpinned); workers read them to check
+ *    that a slot they were handed is live and how big it is.
+ *
+ * Per-block bitmap of a folio with n blocks (bit numbers relative to slot × 8, like
+ * iomap's ifs): [0, n) uptodate, [n, 2n) dirty. n = (4096 << order) / blockBytes, and
+ * blockBytes ≥ 1024, so 2n ≤ 8 × 2^order: the bits always fit the folio's own units.
+ */
+export const FOLIO_STATE_LOCKED = 1 << 0;
+export const FOLIO_STATE_LOCK_WAITERS = 1 << 1;
+export const FOLIO_STATE_UPTODATE = 1 << 2;
+export const FOLIO_STATE_DIRTY = 1 << 3;
+export const FOLIO_STATE_WRITEBACK = 1 << 4;
+export const FOLIO_STATE_WRITEBACK_WAITERS = 1 << 5;
+export const FOLIO_STATE_IN_USE = 1 << 6;
+/** A read or writeback of this folio failed (cleared when it is next read successfully). */
+export const FOLIO_STATE_ERROR = 1 << 7;
+export const FOLIO_STATE_ORDER_SHIFT = 8;
+export const FOLIO_STATE_ORDER_MASK = 0xf << FOLIO_STATE_ORDER_SHIFT;
+/** Bits of per-block bitmap reserved per arena unit: 2 bits × (4096 / 1024-byte smallest block). */
+export const FOLIO_BITMAP_BITS_PER_UNIT = 8;
+/** Smallest filesystem block the bitmap has room for. */
+export const FOLIO_BLOCK_BYTES_MIN = 1024;
+
+// A folio's ORDER fits its field.
+assert(ARENA_ORDER_MAX <= FOLIO_STATE_ORDER_MASK >>> FOLIO_STATE_ORDER_SHIFT, 'folio order fits the state word');
+// The flag bits lie below the order field.
+assert(FOLIO_STATE_ERROR < 1 << FOLIO_STATE_ORDER_SHIFT, 'folio flags lie below the order field');
+// Uptodate + dirty bits of the smallest blocks fill exactly the bits reserved per unit.
+assert(2 * (ARENA_UNIT_BYTES / FOLIO_BLOCK_BYTES_MIN) === FOLIO_BITMAP_BITS_PER_UNIT, 'bitmap bits per unit');
+// Units own whole bytes of the bitmap, four to an i32 word.
+assert(32 % FOLIO_BITMAP_BITS_PER_UNIT === 0, 'whole units per bitmap word');
