@@ -50,8 +50,9 @@
  * - cacheExtent: one rebuild per uncached gap in the range (usually one).
  * - findFirst/nextDelayed: skip whole chunks without the wanted kind (a per-chunk status
  *   mask), so O(log n + n/C + C) worst case.
- * - reclaim(m): a clock sweep over chunks, O(n) worst case; memory is 16 bytes per record
- *   plus ~100 bytes per chunk (chunks start at 4 records and double up to 64).
+ * - reclaim(m): a clock sweep over chunks, O(n) worst case, then a walk of the chunk list
+ *   merging underfull chunks. Memory: 16 bytes per record plus ~100 bytes per chunk
+ *   (chunks start at 4 records and double up to 64; every chunk but a lone one holds ≥ 16).
  *
  * One tree per inode, used by one thread (the engine's); nothing here is shared memory.
  */
@@ -122,19 +123,22 @@ const CHUNK_RECORDS_MAX = 64;
 const CHUNK_RECORDS_MIN = 16;
 /** Capacity of a new chunk: most inodes hold one to three records. */
 const CHUNK_RECORDS_INITIAL = 4;
-/** Target fill when reclaim repacks a tree. */
-const CHUNK_RECORDS_REPACK = 48;
 /** Records that replace a cut range: left rest, the new record, right rest, right neighbour. */
 const PIECES_MAX = 4;
-/** A rebuild gathers a neighbour chunk, the two end chunks and the pieces. */
+/**
+ * A splice gathers the head of A's chunk, the pieces, the tail of B's chunk, and a whole
+ * neighbour chunk when that is still below MIN (so < MIN + MAX + pieces in all).
+ */
 const GATHER_RECORDS_MAX = 3 * CHUNK_RECORDS_MAX + PIECES_MAX;
 
 // A split chunk (MAX + 1 records) gives two halves of at least MIN: no split makes a chunk
 // that the next change would merge again.
 assert(Math.floor((CHUNK_RECORDS_MAX + 1) / 2) >= CHUNK_RECORDS_MIN, 'split halves stay above the merge threshold');
-// Merging an underfull chunk with a full neighbour splits into two halves ≥ MIN again.
+// Merging an underfull chunk with a neighbour that overflows MAX splits into halves ≥ MIN.
 assert(CHUNK_RECORDS_MIN * 2 <= CHUNK_RECORDS_MAX, 'merge threshold is below half a chunk');
-assert(CHUNK_RECORDS_INITIAL <= CHUNK_RECORDS_MAX && CHUNK_RECORDS_REPACK <= CHUNK_RECORDS_MAX, 'capacities fit a chunk');
+// The gather buffer holds what a splice or a reclaim merge collects.
+assert(GATHER_RECORDS_MAX >= 2 * CHUNK_RECORDS_MAX, 'gather holds two chunks');
+assert(CHUNK_RECORDS_INITIAL <= CHUNK_RECORDS_MAX, 'a new chunk fits the maximum');
 // Status and REFERENCED bits sit above the 16 pblk-high bits: 48-bit pblks.
 assert(META_PBLK_HIGH_MASK + 1 === ES_PBLK_LIMIT / PBLK_HIGH_UNIT, 'pblk high bits give 48-bit pblks');
 assert(ES_STATUS_ALL === META_STATUS_MASK, 'the status field holds every kind');
@@ -474,7 +478,7 @@ export class ExtentStatusTree {
     this.reclaimCursorLblk = this.chunks[chunkIndex].count > 0 ? this.chunks[chunkIndex].words[WORD_START] : 0;
     this.records -= dropped;
     this.layoutVersion++;
-    this.repackAfterReclaim();
+    this.normalizeChunks();
     this.shrinker?.noteRecords(-dropped, 0);
     return dropped;
   }
@@ -499,6 +503,7 @@ export class ExtentStatusTree {
     let previous: EsRecord | undefined;
     for (const [chunkIndex, chunk] of this.chunks.entries()) {
       assert(chunk.count >= 1 && chunk.count <= CHUNK_RECORDS_MAX, `chunk ${chunkIndex} holds 1..MAX records`);
+      assert(chunk.count >= CHUNK_RECORDS_MIN || this.chunks.length === 1, `chunk ${chunkIndex} holds ≥ MIN records (or is alone)`);
       assert(chunk.count * WORDS_PER_RECORD <= chunk.words.length, `chunk ${chunkIndex} fits its capacity`);
       assert(chunk.statusMask === chunkStatusMask(chunk), `chunk ${chunkIndex} status mask is current`);
       for (let offset = 0; offset < chunk.count * WORDS_PER_RECORD; offset += WORDS_PER_RECORD) {
@@ -710,24 +715,33 @@ export class ExtentStatusTree {
     return dropped;
   }
 
-  /** After reclaim: remove empty chunks, and repack when chunks are mostly empty (O(n), as reclaim is). */
-  private repackAfterReclaim(): void {
-    const live = this.chunks.filter((chunk) => chunk.count > 0);
-    if (live.length <= Math.ceil(this.records / CHUNK_RECORDS_MIN)) { this.chunks = live; return; }
-    const packed: Chunk[] = [];
-    let target: Chunk | undefined;
-    for (const chunk of live) {
-      for (let offset = 0; offset < chunk.count * WORDS_PER_RECORD; offset += WORDS_PER_RECORD) {
-        if (target === undefined || target.count === CHUNK_RECORDS_REPACK) {
-          target = newChunk(CHUNK_RECORDS_REPACK);
-          packed.push(target);
-        }
-        target.words.set(chunk.words.subarray(offset, offset + WORDS_PER_RECORD), target.count * WORDS_PER_RECORD);
-        target.count++;
+  /**
+   * After reclaim: drop empty chunks and merge each chunk below MIN records into the one
+   * before it (splitting the pair evenly if it overflows), so that again every chunk but a
+   * lone one holds ≥ MIN records. A walk over the chunk list plus copies of merged chunks.
+   */
+  private normalizeChunks(): void {
+    const kept: Chunk[] = [];
+    for (const chunk of this.chunks) {
+      if (chunk.count === 0) continue;
+      const previous = kept[kept.length - 1];
+      if (previous === undefined || (previous.count >= CHUNK_RECORDS_MIN && chunk.count >= CHUNK_RECORDS_MIN)) {
+        kept.push(chunk);
+        continue;
+      }
+      const total = previous.count + chunk.count;
+      copyRecords(previous.words, 0, gather, 0, previous.count);
+      copyRecords(chunk.words, 0, gather, previous.count, chunk.count);
+      if (total <= CHUNK_RECORDS_MAX) {
+        fillChunk(previous, 0, total);
+      } else {
+        const half = Math.ceil(total / 2);
+        fillChunk(previous, 0, half);
+        fillChunk(chunk, half, total - half);
+        kept.push(chunk);
       }
     }
-    for (const chunk of packed) chunk.statusMask = chunkStatusMask(chunk);
-    this.chunks = packed;
+    this.chunks = kept;
   }
 
   /** After a change lookups can see: new seq, then let the shrinker rebalance. */
