@@ -1,0 +1,187 @@
+// Journals written by ext4ts, replayed by e2fsck, by recoverJournal and by the kernel.
+//
+// A 64 MiB mkfs.ext4 image has a 1024-block journal in three extents (15-24, 26-40,
+// 1066-2064). ext4ts's Journal writes six transactions into it and "crashes" (abort: no
+// checkpoint of the last ones, s_start != 0, RECOVER set):
+//   tx1 256 free blocks F[0,256) (two descriptors)
+//   tx2 revokes F[0,10); logs F[256,456)
+//   tx3 logs F[456,712)
+//   tx4 logs F[0,256) again (revoked blocks become metadata again)
+//   tx5 logs F[712,912): the log is full, so tx1-4 are checkpointed and tx5 wraps
+//   tx6 revokes F[712,722) (logged by tx5), logs block 0 with a new volume label and F[912,920)
+// The logged blocks are free in the bitmaps (so any content is consistent for e2fsck),
+// except block 0, whose superblock is re-encoded with its checksum. F[3], F[800] and
+// F[915] always start with the jbd2 magic, so they are logged escaped.
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileDevice } from '@ext4ts/core';
+import { JBD2_MAGIC } from '../../packages/core/src/format/jbd2.js';
+import { SUPERBLOCK_OFFSET_BYTES, decodeSuperblock, encodeSuperblock } from '../../packages/core/src/format/superblock.js';
+import { Journal } from '../../packages/core/src/jbd2/journal.js';
+import { recoverJournal } from '../../packages/core/src/jbd2/recovery.js';
+import { BLOCK_SIZE_BYTES as BS, debugfs, dumpe2fsHeader, e2fsck, mke2fsFromDir, requireE2fsprogs } from '../helpers/e2fs.js';
+import { loopMountSupport, withLoopMount } from '../helpers/loop-mount.js';
+import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { E2FSCK_STAMPED_BYTES, copyImage, differingBlocks, differingBytes, journalGeometry, readSuperblock, setRecoverFlag } from './helpers.js';
+
+await requireE2fsprogs();
+const loop = await loopMountSupport();
+if (!loop.ok) console.warn(`skipping kernel replay of an ext4ts journal: ${loop.reason}`);
+
+const IMAGE_BYTES = 64 * 1024 * 1024;
+const FREE_FIRST = 8192; // F[i] = FREE_FIRST + i; mkfs uses blocks below ~2100 here
+const FREE_COUNT = 920;
+const LABEL = 'ext4ts-jbd2';
+
+/** Blocks that always start with the jbd2 magic (logged escaped, replayed unescaped). */
+const ESCAPED = new Set([FREE_FIRST + 3, FREE_FIRST + 800, FREE_FIRST + 915]);
+
+let temp: TempDir;
+let crashImg: string;
+/** Expected content of every F block after recovery: a fill byte, or 'untouched' (zeros). */
+const expected = new Map<number, number | 'untouched'>();
+
+function fill(blockNr: number, tx: number): number {
+  return (blockNr * 7 + tx * 31) & 0xff || 1;
+}
+
+async function logBlocks(journal: Journal, blocks: readonly number[], tx: number, revoke: readonly number[] = []): Promise<void> {
+  const handle = await journal.start(Math.max(1, blocks.length));
+  for (const b of revoke) handle.revoke(b);
+  for (const b of blocks) {
+    const buf = await handle.getWriteAccess(b);
+    buf.fill(fill(b, tx));
+    if (ESCAPED.has(b)) new DataView(buf.buffer, buf.byteOffset).setUint32(0, JBD2_MAGIC);
+    handle.dirtyMetadata(b);
+  }
+  await journal.stop(handle);
+}
+
+beforeAll(async () => {
+  temp = makeTempDir('ext4ts-jbd2-w-');
+  const src = path.join(temp.dir, 'src');
+  mkdirSync(src);
+  const base = path.join(temp.dir, 'base.img');
+  await mke2fsFromDir(base, src, { sizeBytes: IMAGE_BYTES });
+  const free = await debugfs(base, [`testb ${FREE_FIRST} ${FREE_COUNT}`]);
+  expect(free).not.toMatch(/marked in use/);
+  const geometry = await journalGeometry(base);
+  expect(geometry.extents.length).toBeGreaterThan(1);
+
+  crashImg = copyImage(base, temp.dir, 'crash.img');
+  const device = await FileDevice.open(crashImg);
+  try {
+    const sb = await readSuperblock(device);
+    const F = (i: number): number => FREE_FIRST + i;
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => F(from + i));
+    const journal = await Journal.open(device, geometry, {
+      readBlock: async (b) => { const bytes = new Uint8Array(BS); await device.read(b * BS, bytes); return bytes; },
+      onFirstDirty: () => setRecoverFlag(device, true),
+      commitIntervalMs: 0,
+      fsBlockCount: sb.blocksCount,
+    });
+    await logBlocks(journal, range(0, 256), 1);
+    await journal.commit();
+    await logBlocks(journal, range(256, 456), 2, range(0, 10));
+    await journal.commit();
+    await logBlocks(journal, range(456, 712), 3);
+    await journal.commit();
+    await logBlocks(journal, range(0, 256), 4);
+    await journal.commit();
+    expect(journal.stats.checkpoints).toBe(0);
+    await logBlocks(journal, range(712, 912), 5);
+    await journal.commit();
+    expect(journal.stats.checkpoints).toBe(1); // tx1-4 went home to make room; tx5 wrapped
+    // tx6: the superblock itself, with a new label, and a revoke of blocks tx5 logged.
+    const h6 = await journal.start(9);
+    for (const b of range(712, 722)) h6.revoke(b);
+    const block0 = await h6.getWriteAccess(0);
+    const s = decodeSuperblock(block0.subarray(SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_OFFSET_BYTES + 1024));
+    s.volumeName = new Uint8Array(16);
+    s.volumeName.set(new TextEncoder().encode(LABEL));
+    block0.set(encodeSuperblock(s), SUPERBLOCK_OFFSET_BYTES);
+    h6.dirtyMetadata(0);
+    await journal.stop(h6);
+    await logBlocks(journal, range(912, 920), 6);
+    await journal.commit();
+    journal.abort('simulated crash');
+    const jsbStart = journal.superblock.start;
+    expect(jsbStart).toBeGreaterThan(900); // tx5 starts near the end of the log and wraps
+    // The newest committed version of each F block: tx4 for F[0,256), tx2/tx3 for
+    // [256,712), tx5 for [722,912) (F[712,722) were revoked: still zero), tx6 for [912,920).
+    for (let i = 0; i < FREE_COUNT; i++) {
+      const tx = i < 256 ? 4 : i < 456 ? 2 : i < 712 ? 3 : i < 912 ? 5 : 6;
+      expected.set(F(i), i >= 712 && i < 722 ? 'untouched' : fill(F(i), tx));
+    }
+  } finally {
+    await device.close();
+  }
+  const header = await dumpe2fsHeader(crashImg);
+  expect(header.features.has('needs_recovery')).toBe(true);
+  expect(header.journalFeatures).toEqual(new Set(['journal_incompat_revoke', 'journal_64bit', 'journal_checksum_v3']));
+});
+
+afterAll(() => temp?.cleanup());
+
+function checkBlocks(img: string): void {
+  const bytes = readFileSync(img);
+  const bad: string[] = [];
+  for (const [b, want] of expected) {
+    const block = bytes.subarray(b * BS, (b + 1) * BS);
+    if (want === 'untouched') {
+      if (block.some((x) => x !== 0)) bad.push(`${b}: not zero`);
+      continue;
+    }
+    const first = ESCAPED.has(b) ? block.readUInt32BE(0) === JBD2_MAGIC : block[0] === want;
+    if (!first || block[4] !== want || block[BS - 1] !== want) bad.push(`${b}: ${block[0]},${block[4]} want ${want}`);
+  }
+  expect(bad.slice(0, 10)).toEqual([]);
+}
+
+describe('a journal written by ext4ts', () => {
+  it('e2fsck -fy replays it: blocks at home, label changed, then e2fsck -fn is clean', async () => {
+    const img = copyImage(crashImg, temp.dir, 'e2fsck.img');
+    const fix = await e2fsck(img, ['-fy']);
+    expect(fix.output).toMatch(/recovering journal/i);
+    expect(fix.exitCode).toBeLessThanOrEqual(1);
+    checkBlocks(img);
+    expect((await dumpe2fsHeader(img)).fields['Filesystem volume name']).toBe(LABEL);
+    const check = await e2fsck(img, ['-fn']);
+    expect(check.complaints).toEqual([]);
+    expect(check.clean).toBe(true);
+  });
+
+  it('recoverJournal replays it to the same bytes as e2fsck (whole image)', async () => {
+    const theirs = copyImage(crashImg, temp.dir, 'theirs.img');
+    const fix = await e2fsck(theirs, ['-fy', '-E', 'journal_only']);
+    expect(fix.exitCode).toBeLessThanOrEqual(1);
+    const ours = copyImage(crashImg, temp.dir, 'ours.img');
+    const device = await FileDevice.open(ours);
+    try {
+      const sb = await readSuperblock(device);
+      const report = await recoverJournal(device, await journalGeometry(ours), { fsBlockCount: sb.blocksCount });
+      expect(report).toMatchObject({ transactionsReplayed: 2, blocksRevoked: 10, revokeRecords: 10, failedCommitTid: undefined });
+      expect(report.blocksWritten).toBe(200 - 10 + 9);
+      await setRecoverFlag(device, false);
+    } finally {
+      await device.close();
+    }
+    checkBlocks(ours);
+    // e2fsck's replay also stamps its own superblock fields; nothing else may differ.
+    const diff = differingBlocks(theirs, ours);
+    expect(diff.filter((b) => b !== 0)).toEqual([]);
+    expect(differingBytes(theirs, ours, 0, BS).filter((offset) => !E2FSCK_STAMPED_BYTES.has(offset))).toEqual([]);
+    expect((await e2fsck(ours, ['-fn'])).complaints).toEqual([]);
+  });
+
+  it.skipIf(!loop.ok)('the kernel replays it on mount', async () => {
+    const img = copyImage(crashImg, temp.dir, 'kernel.img');
+    await withLoopMount(img, () => undefined);
+    checkBlocks(img);
+    expect((await dumpe2fsHeader(img)).features.has('needs_recovery')).toBe(false);
+    expect((await dumpe2fsHeader(img)).fields['Filesystem volume name']).toBe(LABEL);
+    const check = await e2fsck(img, ['-fn']);
+    expect(check.complaints).toEqual([]);
+  });
+});
