@@ -244,9 +244,13 @@ export class AddressSpace {
         result.busy.push(folio);
         continue;
       }
+      const lengthBytes = folio.lengthBytes;
+      if (!this.cache.dropFolio(folio)) {
+        result.busy.push(folio); // locked by another thread this instant
+        continue;
+      }
       result.droppedCount++;
-      result.droppedBytes += folio.lengthBytes;
-      this.cache.evictFolio(folio);
+      result.droppedBytes += lengthBytes;
     }
     return result;
   }

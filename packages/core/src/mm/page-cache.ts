@@ -370,11 +370,18 @@ export class PageCache {
     return folio;
   }
 
+  /** @internal Reclaim: dropFolio, counted as an eviction. */
+  evictFolio(folio: Folio): boolean {
+    if (!this.dropFolio(folio)) return false;
+    this.evictedFolioCount++;
+    return true;
+  }
+
   /**
-   * @internal Remove an evictable folio from its mapping and free it; false when another
+   * @internal Remove a clean, unused folio from its mapping and free it; false when another
    * thread holds its lock right now.
    */
-  evictFolio(folio: Folio): boolean {
+  dropFolio(folio: Folio): boolean {
     assert(folio.attached && folio.refCount === 0 && !folio.lockedHere, 'evicted folio is attached and unused');
     if (!folioWordTryLock(this.states.words, folio.slot)) return false;
     const state = Atomics.load(this.states.words, folio.slot);
@@ -383,7 +390,6 @@ export class PageCache {
     if (folio.inLru) this.lruRemove(folio);
     folio.mapping.removeFolio(folio);
     this.freeFolio(folio);
-    this.evictedFolioCount++;
     return true;
   }
 
