@@ -11,11 +11,12 @@ const LONG = process.env.CRASH_LONG === '1';
 const SEEDS = LONG ? [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] : [1, 2, 3];
 const IMAGES_PER_SEED = LONG ? 5000 : 400;
 const TX_COUNT = LONG ? 300 : 100;
-/** A broken variant must be caught within this many states. */
+/** A broken variant must be caught within this many states (of a 100-transaction run). */
 const BROKEN_IMAGES = 300;
+const BROKEN_TX_COUNT = 100;
 
-function toyCampaign(variant: ToyVariant, seed: number, images: number): CampaignOptions {
-  const plan = toyPlan(seed, TX_COUNT);
+function toyCampaign(variant: ToyVariant, seed: number, images: number, txCount = TX_COUNT): CampaignOptions {
+  const plan = toyPlan(seed, txCount);
   return {
     name: `toy WAL (${variant})`,
     makeBase: toyBase,
@@ -50,7 +51,7 @@ describe('crash campaign on the toy WAL', () => {
     ['unchecked-record', /home \d+ after recovery/],
   ] as const) {
     it(`catches the broken '${variant}' variant within ${BROKEN_IMAGES} states, and the reproducer replays`, async () => {
-      const options = toyCampaign(variant, 1, BROKEN_IMAGES);
+      const options = toyCampaign(variant, 1, BROKEN_IMAGES, BROKEN_TX_COUNT);
       const report = await runCrashCampaign({ ...options, maxFailures: 3 });
       console.log(summary(report));
       expect(report.failures.length).toBeGreaterThan(0);
@@ -64,7 +65,7 @@ describe('crash campaign on the toy WAL', () => {
   }
 
   it('fails loudly when the recorded log overflows its bound', async () => {
-    const options = toyCampaign('correct', 1, 10);
+    const options = toyCampaign('correct', 1, 10, BROKEN_TX_COUNT);
     await expect(runCrashCampaign({ ...options, maxLogBytes: 64 * 1024 })).rejects.toThrow(/over its bound/);
   });
 });
