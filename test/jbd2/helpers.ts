@@ -67,3 +67,24 @@ export const E2FSCK_STAMPED_BYTES = new Set(
   [[0x30, 4], [0x274, 1], [0x40, 4], [0x277, 1], [0x178, 8], [0x3fc, 4]].flatMap(([at, n]) =>
     Array.from({ length: n }, (_, i) => SUPERBLOCK_OFFSET_BYTES + at + i)),
 );
+
+/**
+ * Superblock summaries e2fsck rewrites even with -E journal_only: s_free_blocks_count
+ * (0x0C, hi 0x158), s_free_inodes_count (0x10), recomputed from the group descriptors, and
+ * s_mnt_count (0x34), reset to 0. The kernel's journaled superblock carries stale values
+ * (it keeps the free counts in per-cpu counters and writes them only at commit_super):
+ * observed 14319 free blocks / mount count 1 in the kernel's copy vs 12969 / 0 after
+ * e2fsck. Offsets in block 0.
+ */
+export const E2FSCK_SUMMARY_BYTES = new Set(
+  [[0x0c, 4], [0x158, 4], [0x10, 4], [0x34, 2]].flatMap(([at, n]) =>
+    Array.from({ length: n }, (_, i) => SUPERBLOCK_OFFSET_BYTES + at + i)),
+);
+
+/**
+ * Offsets inside a 64-byte group descriptor that e2fsck rewrites on any write-back of the
+ * descriptors (ext2fs_set_gdt_csum): bg_flags (0x12), bg_itable_unused (0x1C, hi 0x32),
+ * recomputed from the inode bitmap, and bg_checksum (0x1E). The kernel never lowers
+ * itable_unused when inodes are freed: observed 15840 in its copy vs 15991 after e2fsck.
+ */
+export const E2FSCK_GDT_SUMMARY_OFFSETS = new Set([0x12, 0x13, 0x1c, 0x1d, 0x1e, 0x1f, 0x32, 0x33]);
