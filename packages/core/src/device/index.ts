@@ -38,3 +38,8 @@ export async function openDevice(spec: DeviceSpec): Promise<SyncBlockDevice> {
 export function deviceFromHandle(handle: DeviceHandle): SyncBlockDevice {
   return handle.kind === 'memory' ? MemoryDevice.fromHandle(handle) : FileDevice.fromHandle(handle);
 }
+export {
+  RecordingDevice, RecordingLimitError, type RecordedLog, type RecordedEvent, type RecordedWrite, type RecordedFlush,
+  type RecordedMark, type RecordingDeviceOptions,
+} from './recording-device.js';
+export { FaultDevice, type FaultPlan, type InjectedFault, type FaultOpKind } from './fault-device.js';
