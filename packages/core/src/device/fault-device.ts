@@ -18,7 +18,7 @@
  */
 import { assert } from '../assert.js';
 import { FsError } from '../vfs/errors.js';
-import { seededRandom } from '../wasm/testing.js';
+import { seededRandom } from '../random.js';
 import type { BlockDevice, DeviceHandle, SyncBlockDevice, WriteOptions } from './block-device.js';
 
 export type FaultOpKind = 'read' | 'write' | 'flush' | 'discard' | 'zeroOut';

@@ -26,19 +26,4 @@ export function ensureWasmBuilt(): void {
   execFileSync(process.execPath, [BUILD_SCRIPT], { stdio: 'inherit' });
 }
 
-/** mulberry32: a small seeded PRNG; returns a function giving u32 values. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-/** A random integer in [0, bound). */
-export function randomBelow(random: () => number, bound: number): number {
-  return Math.floor((random() / 2 ** 32) * bound);
-}
+export { seededRandom, randomBelow } from '../random.js';
