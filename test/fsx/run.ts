@@ -67,23 +67,46 @@ export interface FsxBadByte {
   got: number;
 }
 
+export interface FsxFailureDetails {
+  kind: FsxFailureKind;
+  /** The op being run or checked when the mismatch showed (1-based; the end check uses the last op's number). */
+  opNumber: number;
+  op: FsxOp | null;
+  /** Up to 16 bad bytes from the first one. */
+  badBytes: readonly FsxBadByte[];
+  /** Op number mod 256 whose data pattern matches the bad data (null: not a data mismatch, or the bad data is zero). */
+  suspectOpMod256: number | null;
+  /** describeOp() lines of the last recentOpsCount ops. */
+  recentOps: readonly string[];
+  /** Every op run, the failing one last (the .fsxops content). */
+  ops: readonly FsxOp[];
+  /** .fsxgood/.fsxops/.fsxlog paths, when an output dir was given. */
+  files: readonly string[];
+}
+
 /** A failed check: a bug in the target (or the exerciser). `code` is stable for callers. */
-export class FsxFailure extends Error {
+export class FsxFailure extends Error implements FsxFailureDetails {
   readonly code = 'FSX_FAILURE';
-  constructor(
-    message: string,
-    readonly kind: FsxFailureKind,
-    readonly opNumber: number,
-    readonly op: FsxOp | null,
-    readonly badBytes: readonly FsxBadByte[],
-    /** Op number mod 256 whose pattern matches the first bad byte (null: not a data mismatch or the byte is 0). */
-    readonly suspectOpMod256: number | null,
-    readonly recentOps: readonly string[],
-    readonly files: readonly string[],
-    options?: { cause?: unknown },
-  ) {
+  readonly kind: FsxFailureKind;
+  readonly opNumber: number;
+  readonly op: FsxOp | null;
+  readonly badBytes: readonly FsxBadByte[];
+  readonly suspectOpMod256: number | null;
+  readonly recentOps: readonly string[];
+  readonly ops: readonly FsxOp[];
+  readonly files: readonly string[];
+
+  constructor(message: string, details: FsxFailureDetails, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'FsxFailure';
+    this.kind = details.kind;
+    this.opNumber = details.opNumber;
+    this.op = details.op;
+    this.badBytes = details.badBytes;
+    this.suspectOpMod256 = details.suspectOpMod256;
+    this.recentOps = details.recentOps;
+    this.ops = details.ops;
+    this.files = details.files;
   }
 }
 
@@ -99,6 +122,8 @@ export interface FsxResult {
 }
 
 const BAD_BYTES_REPORTED_MAX = 16;
+/** Bytes offered to pollutePastEof: the largest EOF-page tail we expect (64 KiB pages on arm64/ppc64). */
+const POLLUTE_BYTES_MAX = 65536;
 
 interface RunState {
   target: FsxTarget;
@@ -208,10 +233,11 @@ function maySizeChange(op: FsxOp): boolean {
   }
 }
 
-/** Garbage that is never zero, so a missed zeroing always shows. */
+/** Garbage that is never zero, so a missed zeroing always shows; one page-sized run per pollution. */
 async function polluteEof(state: RunState): Promise<number> {
-  const garbage = new Uint8Array(state.options.maxFileLen > 65536 ? 65536 : state.options.maxFileLen);
-  for (let i = 0; i < garbage.length; i++) garbage[i] = (state.garbage.nextU32() % 255) + 1;
+  const garbage = new Uint8Array(POLLUTE_BYTES_MAX);
+  const seed = state.garbage.nextU32();
+  for (let i = 0; i < garbage.length; i++) garbage[i] = ((seed + i * 0x9e37) % 255) + 1;
   return state.target.pollutePastEof!(garbage);
 }
 
@@ -296,37 +322,50 @@ function checkBytes(state: RunState, kind: FsxFailureKind, offset: number, expec
   for (let i = first; i < length && bad.length < BAD_BYTES_REPORTED_MAX; i++) {
     if (expected[i] !== got[i]) bad.push({ offset: offset + i, expected: expected[i], got: got[i] });
   }
-  throw failure(state, kind, `${kind === 'file' ? 'whole-file check' : kind} BAD DATA at offset 0x${(offset + first).toString(16)}`, bad);
+  // As fsx: even offsets carry the bare op number, so read the suspect from the even byte at
+  // or just after the first bad one; decode the odd byte only when no even byte follows.
+  const even = (offset + first) % 2 === 0 ? first : first + 1;
+  const suspectByte = even < length ? { offset: offset + even, got: got[even] } : { offset: offset + first, got: got[first] };
+  throw failure(state, kind, `${kind === 'file' ? 'whole-file check' : kind} BAD DATA at offset 0x${(offset + first).toString(16)}`, bad, suspectByte);
 }
 
-function failure(state: RunState, kind: FsxFailureKind, headline: string, bad: FsxBadByte[] = [], cause?: unknown): FsxFailure {
+interface SuspectByte {
+  offset: number;
+  got: number;
+}
+
+function failure(state: RunState, kind: FsxFailureKind, headline: string, bad: FsxBadByte[] = [], suspectByte?: SuspectByte, cause?: unknown): FsxFailure {
   const n = state.opNumber;
   const op = state.ops[n - 1] ?? null;
   const lines = [`fsx: op ${n}${op === null ? '' : ` (${describeOp(op, n)})`}: ${headline}`];
   let suspect: number | null = null;
   if (bad.length > 0) {
     lines.push('OFFSET\tGOOD\tBAD', ...bad.map((b) => `0x${b.offset.toString(16)}\t0x${hex2(b.expected)}\t0x${hex2(b.got)}`));
-    const first = bad[0];
-    suspect = first.got === 0 ? null : suspectOpMod256(first.got, first.offset, state.original);
+  }
+  if (suspectByte !== undefined) {
+    suspect = suspectByte.got === 0 ? null : suspectOpMod256(suspectByte.got, suspectByte.offset, state.original);
     lines.push(suspect === null
       ? 'the bad data is zero: a lost write or a wrong zeroing (hole, punch, truncate)'
-      : `op ${suspect} (mod 256) may have written the bad data${writersOf(state, suspect, first.offset)}`);
+      : `op ${suspect} (mod 256) may have written the bad data${writersOf(state, suspect, bad[0].offset)}`);
   }
   const recent = recentOps(state);
   lines.push(`last ${recent.length} ops:`, ...recent, `seed ${state.options.seed}`);
-  const failureError = new FsxFailure(lines.join('\n'), kind, n, op, bad, suspect, recent, [], { cause });
-  return failureError;
+  const details = { kind, opNumber: n, op, badBytes: bad, suspectOpMod256: suspect, recentOps: recent, ops: state.ops, files: [] };
+  return new FsxFailure(lines.join('\n'), details, { cause });
 }
 
-/** Ops in the log whose number matches mod 256 and that wrote over `offset`: the likely culprits. */
+/**
+ * The writes in the log whose number matches mod 256: the likely culprits, latest last;
+ * '@' marks those whose range covers `offset` (a write that did not is a misdirected one).
+ */
 function writersOf(state: RunState, mod256: number, offset: number): string {
-  const hits: number[] = [];
+  const hits: string[] = [];
   state.ops.forEach((op, i) => {
     const n = i + 1;
-    const wrote = !op.skip && (op.name === 'write' || op.name === 'mapwrite') && op.offset <= offset && offset < op.offset + op.length;
-    if (wrote && (n & 0xff) === mod256) hits.push(n);
+    if (op.skip || (op.name !== 'write' && op.name !== 'mapwrite') || (n & 0xff) !== mod256) return;
+    hits.push(op.offset <= offset && offset < op.offset + op.length ? `${n}@` : String(n));
   });
-  return hits.length === 0 ? '' : ` (ops that wrote 0x${offset.toString(16)} with that number: ${hits.slice(-5).join(', ')})`;
+  return hits.length === 0 ? '; no write in the log has that number' : `; writes with that number: ${hits.slice(-6).join(', ')}`;
 }
 
 function recentOps(state: RunState): string[] {
@@ -340,12 +379,11 @@ async function asFailure(state: RunState, error: unknown): Promise<FsxFailure> {
     result = error;
   } else {
     const message = error instanceof Error ? error.message : String(error);
-    result = failure(state, 'target-error', `target error: ${message}`, [], error);
+    result = failure(state, 'target-error', `target error: ${message}`, [], undefined, error);
   }
   const files = writeFailureFiles(state);
   if (files.length === 0) return result;
-  return new FsxFailure(`${result.message}\nwrote ${files.join(', ')}`, result.kind, result.opNumber, result.op,
-    result.badBytes, result.suspectOpMod256, result.recentOps, files, { cause: result.cause });
+  return new FsxFailure(`${result.message}\nwrote ${files.join(', ')}`, { ...result, files }, { cause: result.cause });
 }
 
 function writeFailureFiles(state: RunState): string[] {
