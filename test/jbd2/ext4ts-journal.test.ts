@@ -12,11 +12,12 @@
 // The logged blocks are free in the bitmaps (so any content is consistent for e2fsck),
 // except block 0, whose superblock is re-encoded with its checksum. F[3], F[800] and
 // F[915] always start with the jbd2 magic, so they are logged escaped.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileDevice } from '@ext4ts/core';
-import { JBD2_MAGIC } from '../../packages/core/src/format/jbd2.js';
+import { BlockType, COMMIT_NSEC_OFFSET, JBD2_MAGIC, decodeJournalHeader } from '../../packages/core/src/format/jbd2.js';
+import { LogMap } from '../../packages/core/src/jbd2/log-map.js';
 import { SUPERBLOCK_OFFSET_BYTES, decodeSuperblock, encodeSuperblock } from '../../packages/core/src/format/superblock.js';
 import { Journal } from '../../packages/core/src/jbd2/journal.js';
 import { recoverJournal } from '../../packages/core/src/jbd2/recovery.js';
@@ -39,6 +40,7 @@ const ESCAPED = new Set([FREE_FIRST + 3, FREE_FIRST + 800, FREE_FIRST + 915]);
 
 let temp: TempDir;
 let crashImg: string;
+let baseImg: string;
 /** Expected content of every F block after recovery: a fill byte, or 'untouched' (zeros). */
 const expected = new Map<number, number | 'untouched'>();
 
@@ -69,6 +71,7 @@ beforeAll(async () => {
   const geometry = await journalGeometry(base);
   expect(geometry.extents.length).toBeGreaterThan(1);
 
+  baseImg = base;
   crashImg = copyImage(base, temp.dir, 'crash.img');
   const device = await FileDevice.open(crashImg);
   try {
@@ -124,10 +127,10 @@ beforeAll(async () => {
 
 afterAll(() => temp?.cleanup());
 
-function checkBlocks(img: string): void {
+function checkBlocks(img: string, wanted: ReadonlyMap<number, number | 'untouched'> = expected): void {
   const bytes = readFileSync(img);
   const bad: string[] = [];
-  for (const [b, want] of expected) {
+  for (const [b, want] of wanted) {
     const block = bytes.subarray(b * BS, (b + 1) * BS);
     if (want === 'untouched') {
       if (block.some((x) => x !== 0)) bad.push(`${b}: not zero`);
@@ -137,6 +140,13 @@ function checkBlocks(img: string): void {
     if (!first || block[4] !== want || block[BS - 1] !== want) bad.push(`${b}: ${block[0]},${block[4]} want ${want}`);
   }
   expect(bad.slice(0, 10)).toEqual([]);
+}
+
+/** e2fsck's replay also stamps its own superblock fields; nothing else may differ. */
+function expectSameAsE2fsck(theirs: string, ours: string): void {
+  const diff = differingBlocks(theirs, ours);
+  expect(diff.filter((b) => b !== 0)).toEqual([]);
+  expect(differingBytes(theirs, ours, 0, BS).filter((offset) => !E2FSCK_STAMPED_BYTES.has(offset))).toEqual([]);
 }
 
 describe('a journal written by ext4ts', () => {
@@ -168,11 +178,85 @@ describe('a journal written by ext4ts', () => {
       await device.close();
     }
     checkBlocks(ours);
-    // e2fsck's replay also stamps its own superblock fields; nothing else may differ.
-    const diff = differingBlocks(theirs, ours);
-    expect(diff.filter((b) => b !== 0)).toEqual([]);
-    expect(differingBytes(theirs, ours, 0, BS).filter((offset) => !E2FSCK_STAMPED_BYTES.has(offset))).toEqual([]);
+    expectSameAsE2fsck(theirs, ours);
     expect((await e2fsck(ours, ['-fn'])).complaints).toEqual([]);
+  });
+
+  it('a torn last commit (bad checksum) is dropped by e2fsck and recoverJournal alike', async () => {
+    const torn = copyImage(crashImg, temp.dir, 'torn.img');
+    const geometry = await journalGeometry(torn);
+    const device = await FileDevice.open(torn);
+    try {
+      // tx6's commit block: the only commit block with tid 6 in the log.
+      const map = new LogMap(device, geometry);
+      const block = new Uint8Array(BS);
+      let found = -1;
+      for (let j = 1; j < map.blockCount && found < 0; j++) {
+        await map.read(device, j, block);
+        const header = decodeJournalHeader(block);
+        if (header.magic === JBD2_MAGIC && header.blockType === BlockType.COMMIT && header.sequence === 6) found = j;
+      }
+      expect(found).toBeGreaterThan(0);
+      block[COMMIT_NSEC_OFFSET + 3] ^= 1;
+      await device.write(map.offsetBytes(found), block);
+    } finally {
+      await device.close();
+    }
+    const theirs = copyImage(torn, temp.dir, 'torn-theirs.img');
+    const fix = await e2fsck(theirs, ['-fy', '-E', 'journal_only']);
+    expect(fix.output).toMatch(/transaction 6 was corrupt/i);
+    const ours = copyImage(torn, temp.dir, 'torn-ours.img');
+    const oursDevice = await FileDevice.open(ours);
+    try {
+      const report = await recoverJournal(oursDevice, geometry);
+      expect(report).toMatchObject({ transactionsReplayed: 1, endTid: 6, failedCommitTid: 6, blocksWritten: 200 });
+      await setRecoverFlag(oursDevice, false);
+    } finally {
+      await oursDevice.close();
+    }
+    const wanted = new Map(expected);
+    for (let i = 712; i < 722; i++) wanted.set(FREE_FIRST + i, fill(FREE_FIRST + i, 5)); // the revoke was in tx6
+    for (let i = 912; i < 920; i++) wanted.set(FREE_FIRST + i, 'untouched');
+    checkBlocks(ours, wanted);
+    checkBlocks(theirs, wanted);
+    expectSameAsE2fsck(theirs, ours);
+  });
+
+  it('a clean close checkpoints everything, clears RECOVER and leaves an empty log e2fsck and the kernel accept', async () => {
+    const img = copyImage(baseImg, temp.dir, 'clean.img');
+    const geometry = await journalGeometry(img);
+    const device = await FileDevice.open(img);
+    const events: string[] = [];
+    try {
+      const journal = await Journal.open(device, geometry, {
+        readBlock: async (b) => { const bytes = new Uint8Array(BS); await device.read(b * BS, bytes); return bytes; },
+        onFirstDirty: async () => { events.push('set RECOVER'); await setRecoverFlag(device, true); },
+        onLogEmpty: async () => { events.push('clear RECOVER'); await setRecoverFlag(device, false); },
+        commitIntervalMs: 0,
+      });
+      for (let t = 1; t <= 3; t++) {
+        const range = Array.from({ length: 100 }, (_, i) => FREE_FIRST + t * 100 + i);
+        await logBlocks(journal, range, t);
+        await journal.commit();
+      }
+      await journal.close();
+    } finally {
+      await device.close();
+    }
+    expect(events).toEqual(['set RECOVER', 'clear RECOVER']);
+    const header = await dumpe2fsHeader(img);
+    expect(header.features.has('needs_recovery')).toBe(false);
+    expect(header.fields['Journal start']).toBe('0');
+    expect(Number(header.fields['Journal sequence'])).toBe(4);
+    expect(header.journalFeatures).toEqual(new Set(['journal_64bit', 'journal_checksum_v3']));
+    const bytes = readFileSync(img);
+    expect(bytes[(FREE_FIRST + 250) * BS + 9]).toBe(fill(FREE_FIRST + 250, 2));
+    expect((await e2fsck(img, ['-fn'])).complaints).toEqual([]);
+    if (loop.ok) {
+      // The kernel takes over our journal superblock and writes its own transactions.
+      await withLoopMount(img, (mnt) => { writeFileSync(path.join(mnt, 'after'), 'kernel\n'); });
+      expect((await e2fsck(img, ['-fn'])).complaints).toEqual([]);
+    }
   });
 
   it.skipIf(!loop.ok)('the kernel replays it on mount', async () => {

@@ -447,10 +447,23 @@ export class Journal implements MetadataJournal, HandleHost {
     assert(transaction.logBlocks === logBlocks, 'log blocks as predicted');
     this.logBlocksUsed += logBlocks;
     transaction.state = 'committed';
+    this.supersede(transaction);
     this.committed.push(transaction);
     this.committing = undefined;
     this.counters.commits++;
     this.counters.blocksLogged += logBlocks;
+  }
+
+  /**
+   * Checkpoint writes all committed transactions at once, so only the newest committed
+   * copy of a block (or its revoke) matters: older copies are dropped as soon as a newer
+   * transaction commits, which bounds snapshot memory by distinct blocks, not log size.
+   */
+  private supersede(newer: Transaction): void {
+    for (const older of this.committed) {
+      for (const blockNr of newer.dirty) older.snapshot.delete(blockNr);
+      for (const blockNr of newer.revoked) older.snapshot.delete(blockNr);
+    }
   }
 
   /** Log block `count` blocks after `block`, wrapping inside [first, last). */
