@@ -132,7 +132,7 @@ interface RunState {
   original: Uint8Array;
   ops: FsxOp[];
   opNumber: number;
-  garbage: FsxRandom;
+  garbage: Uint8Array;
 }
 
 export async function runFsx(target: FsxTarget, optionsGiven: Partial<FsxRunOptions>): Promise<FsxResult> {
@@ -144,17 +144,19 @@ export async function runFsx(target: FsxTarget, optionsGiven: Partial<FsxRunOpti
     model: new FsxModel(options.maxFileLen),
     original: makeOriginalBuffer(options.seed, options.maxFileLen),
     ops: [], opNumber: 0,
-    garbage: new FsxRandom((options.seed ^ 0x6a5b0e0f) >>> 0),
+    garbage: makeGarbage(options.seed),
   };
   if ((await target.size()) !== 0) await target.truncate(0); // fsx opens with O_TRUNC
+  let failedIndex = -1;
   try {
     await runOps(state);
     state.opNumber = state.ops.length;
     await checkWholeFile(state);
   } catch (error) {
+    failedIndex = state.opNumber - 1;
     throw await asFailure(state, error);
   } finally {
-    if (options.recordOpsPath !== undefined) writeFileSync(options.recordOpsPath, opLogText(state, -1));
+    if (options.recordOpsPath !== undefined) writeFileSync(options.recordOpsPath, opLogText(state, failedIndex));
   }
   const opCounts = Object.fromEntries(FSX_OP_NAMES.map((n) => [n, 0])) as Record<FsxOpName, number>;
   for (const op of state.ops) if (!op.skip) opCounts[op.name]++;
@@ -233,12 +235,17 @@ function maySizeChange(op: FsxOp): boolean {
   }
 }
 
-/** Garbage that is never zero, so a missed zeroing always shows; one page-sized run per pollution. */
+/** Stores garbage past EOF; it is never zero, so a missed zeroing always shows. */
 async function polluteEof(state: RunState): Promise<number> {
+  return state.target.pollutePastEof!(state.garbage);
+}
+
+/** Seeded bytes in [1, 255], made once per run (making 64 KiB per op would cost more than the op). */
+function makeGarbage(seed: number): Uint8Array {
+  const rng = new FsxRandom((seed ^ 0x6a5b0e0f) >>> 0);
   const garbage = new Uint8Array(POLLUTE_BYTES_MAX);
-  const seed = state.garbage.nextU32();
-  for (let i = 0; i < garbage.length; i++) garbage[i] = ((seed + i * 0x9e37) % 255) + 1;
-  return state.target.pollutePastEof!(garbage);
+  for (let i = 0; i < garbage.length; i++) garbage[i] = (rng.nextU32() % 255) + 1;
+  return garbage;
 }
 
 async function applyOp(state: RunState, op: FsxOp, n: number): Promise<void> {
@@ -309,6 +316,7 @@ async function checkWholeFile(state: RunState): Promise<void> {
 }
 
 function checkBytes(state: RunState, kind: FsxFailureKind, offset: number, expected: Uint8Array, got: Uint8Array): void {
+  if (expected.length === got.length && Buffer.from(expected.buffer, expected.byteOffset, expected.length).equals(got)) return;
   const length = Math.min(expected.length, got.length);
   let first = -1;
   for (let i = 0; i < length; i++) {
