@@ -306,39 +306,67 @@ describe('Journal write ordering and crashes', () => {
       await journal.commit();
     }
     await journal.close();
+    // Walk the op log as a disk would see it: parse each log write's blocks in log order
+    // (descriptor → its data blocks; commit), remember which fs blocks each tid logged,
+    // and which tids have a durable commit block.
     const ops = recording.ops;
+    const jsbOffset = map.offsetBytes(0);
+    const loggedBy = new Map<number, Set<number>>();
+    const durable = new Set<number>(); // fs blocks logged by a transaction whose commit is durable
+    let dataBlocksExpected = 0;
+    let currentTid = -1;
     let logWritesSinceFlush = 0;
     let flushedLog = false;
+    let homeWritesSinceFlush = 0;
     let commits = 0;
     let homeWrites = 0;
-    const jsbOffset = map.offsetBytes(0);
     for (const op of ops) {
       if (op.kind === 'flush') {
         if (logWritesSinceFlush > 0) flushedLog = true;
         logWritesSinceFlush = 0;
+        homeWritesSinceFlush = 0;
         continue;
       }
       if (op.kind !== 'write') continue;
       if (!inJournal(op.offsetBytes)) {
-        homeWrites++;
-        // A home write happens only while no transaction is half-written.
+        // Checkpoint: only blocks of durably committed transactions, never mid-commit.
         expect(logWritesSinceFlush).toBe(0);
+        for (let k = 0; k < op.bytes.length / BS; k++) expect(durable.has(op.offsetBytes / BS + k)).toBe(true);
+        homeWrites++;
+        homeWritesSinceFlush++;
         continue;
       }
       if (op.offsetBytes === jsbOffset) {
         expect(op.fua).toBe(true);
+        expect(homeWritesSinceFlush).toBe(0); // the tail moves only after home writes are flushed
         continue;
       }
-      const type = decodeJournalHeader(op.bytes).blockType;
-      if (type === BlockType.COMMIT && op.bytes.length === BS) {
-        expect(op.fua).toBe(true);
-        expect(flushedLog).toBe(true);
-        expect(logWritesSinceFlush).toBe(0);
-        flushedLog = false;
-        commits++;
-      } else {
-        logWritesSinceFlush++;
+      for (let k = 0; k < op.bytes.length / BS; k++) {
+        const block = op.bytes.subarray(k * BS, (k + 1) * BS);
+        if (dataBlocksExpected > 0) {
+          dataBlocksExpected--;
+          continue;
+        }
+        const header = decodeJournalHeader(block);
+        expect(header.magic).toBe(JBD2_MAGIC);
+        currentTid = header.sequence;
+        if (header.blockType === BlockType.DESCRIPTOR) {
+          const tags = decodeDescriptorTags(block, { incompat: JIncompat.BIT64 | JIncompat.CSUM_V3, tagBytes: 16, tailBytes: 4 });
+          const set = loggedBy.get(currentTid) ?? new Set<number>();
+          for (const tag of tags) set.add(tag.blockNr);
+          loggedBy.set(currentTid, set);
+          dataBlocksExpected = tags.length;
+        } else if (header.blockType === BlockType.COMMIT) {
+          expect(op.bytes.length).toBe(BS);
+          expect(op.fua).toBe(true);
+          expect(flushedLog).toBe(true); // descriptors and data were flushed first
+          expect(logWritesSinceFlush).toBe(0);
+          for (const b of loggedBy.get(currentTid) ?? []) durable.add(b);
+          flushedLog = false;
+          commits++;
+        }
       }
+      if (decodeJournalHeader(op.bytes).blockType !== BlockType.COMMIT) logWritesSinceFlush++;
     }
     expect(commits).toBe(80);
     expect(homeWrites).toBeGreaterThan(0);

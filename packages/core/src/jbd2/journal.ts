@@ -36,7 +36,9 @@
  *   disk (close, explicit checkpoint); ext4 clears RECOVER there on a clean unmount.
  *
  * ## Rules for callers
- * - Never call commit()/close() while holding a handle (the commit waits for it).
+ * - Never call commit()/close(), or start() a second handle, while holding a handle: a
+ *   commit waits for every handle of its transaction to stop (jbd2 nests handles of one
+ *   task instead; ext4ts callers pass their handle down).
  * - A freed block may be reused only after the transaction that revoked it commits
  *   (the allocator's job, as in ext4); checkpoint relies on that.
  *

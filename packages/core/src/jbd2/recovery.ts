@@ -166,25 +166,17 @@ export async function recoverJournal(device: BlockDevice, geometry: JournalGeome
     return report;
   }
   await replayPass(device, shape, committed, revoked, report);
+  const tagCount = committed.reduce((n, t) => n + t.tags.length, 0);
+  assert(report.blocksWritten + report.blocksRevoked + report.blocksFailedChecksum.length === tagCount, 'every tag written, revoked or failed');
   await device.flush();
   jsb.sequenceFirst = report.sequenceAfter;
   jsb.start = 0;
-  await device.write(map.offsetBytes(0), padBlock(encodeJournalSuperblock(jsb), map.blockSizeBytes, await readBlock0(device, map)), { fua: true });
+  // The jsb is the first 1024 bytes of journal block 0; the rest of the block is kept.
+  const block0 = new Uint8Array(map.blockSizeBytes);
+  await map.read(device, 0, block0);
+  block0.set(encodeJournalSuperblock(jsb), 0);
+  await device.write(map.offsetBytes(0), block0, { fua: true });
   return report;
-}
-
-async function readBlock0(device: BlockDevice, map: LogMap): Promise<Uint8Array> {
-  const block = new Uint8Array(map.blockSizeBytes);
-  await map.read(device, 0, block);
-  return block;
-}
-
-/** The jsb is 1024 bytes at the start of journal block 0; keep the rest of the block. */
-function padBlock(jsbBytes: Uint8Array, blockSizeBytes: number, block0: Uint8Array): Uint8Array {
-  assert(block0.length === blockSizeBytes, 'block 0 size');
-  const out = block0.slice();
-  out.set(jsbBytes, 0);
-  return out;
 }
 
 /** Next log block after `block`, wrapping from `last` to `first`. */
@@ -297,6 +289,7 @@ async function replayPass(device: BlockDevice, shape: LogShape, committed: reado
         report.blocksRevoked++;
         continue;
       }
+      assert(tag.journalBlock >= shape.first && tag.journalBlock < shape.last, 'data block inside the log');
       await shape.map.read(device, tag.journalBlock, block);
       if (!tagChecksumValid(shape, t.tid, tag, block)) {
         report.blocksFailedChecksum.push(tag.fsBlock);
