@@ -201,6 +201,7 @@ function replayedOp(state: RunState, logged: FsxOp): FsxOp {
   const caps = state.target.capabilities;
   const unsupported = !op.skip && ((op.name === 'fallocate' && !caps.fallocate) || (op.name === 'punch_hole' && !caps.punch) || (op.name === 'zero_range' && !caps.zero));
   if (unsupported) throw failure(state, 'replay', `replay needs ${op.name}, which this target cannot do`);
+  if (op.closeOpen && state.target.reopen === undefined) throw failure(state, 'replay', 'replay needs close_open, which this target cannot do');
   return op;
 }
 
