@@ -10,6 +10,7 @@
  *
  *   EXT4TS_CORRUPTION_FUZZ_CASES  cases per image (default 200: 400 in all, ~20 s)
  *   EXT4TS_CORRUPTION_FUZZ_SEED   base seed (default fixed; "random" picks one and prints it)
+ *   EXT4TS_CORRUPTION_FUZZ_VERBOSE=1  print every case, its outcome and its time
  *
  * A failure prints each failing case's seed; EXT4TS_CORRUPTION_FUZZ_SEED=<seed>
  * EXT4TS_CORRUPTION_FUZZ_CASES=1 replays exactly that case on both images.
@@ -28,6 +29,7 @@ const SEED_DEFAULT = 0x5eed;
 const casesPerImage = Number(process.env.EXT4TS_CORRUPTION_FUZZ_CASES ?? CASES_DEFAULT);
 const seedEnv = process.env.EXT4TS_CORRUPTION_FUZZ_SEED;
 const baseSeed = seedEnv === 'random' ? Math.floor(Math.random() * 2 ** 31) : Number(seedEnv ?? SEED_DEFAULT);
+const verbose = process.env.EXT4TS_CORRUPTION_FUZZ_VERBOSE === '1';
 if (seedEnv === 'random') console.log(`corruption fuzz: EXT4TS_CORRUPTION_FUZZ_SEED=${baseSeed}`);
 
 type Kind = 'superblock' | 'gdt' | 'bitmap' | 'inodes' | 'extent' | 'dirleaf' | 'dxroot' | 'dxnode' | 'indirect' | 'symlink' | 'journal';
@@ -138,7 +140,9 @@ describe('corruption fuzz', () => {
       for (let i = 0; i < casesPerImage; i++) {
         const c = makeCase(image, blocks, baseSeed + i);
         const label = `fuzz ${name} seed ${c.seed}: ${c.meta.kind} block ${c.meta.pblk}, ${c.flips.length} bytes${c.resealed ? ', re-sealed' : ''}`;
+        const startedMs = Date.now();
         const outcome = await runOn(applyCase(image, c), (fs) => walkTree(fs), label);
+        if (verbose) console.log(`${label} → ${describeOutcome(outcome).split('\n')[0]} (${Date.now() - startedMs} ms)`);
         const key = outcome.kind === 'fserror' ? outcome.code : outcome.kind;
         tally.set(`${c.meta.kind}:${key}`, (tally.get(`${c.meta.kind}:${key}`) ?? 0) + 1);
         if (outcome.kind === 'other' || outcome.kind === 'violation') {
@@ -147,6 +151,6 @@ describe('corruption fuzz', () => {
       }
       console.log(`corruption fuzz ${name} (base seed ${baseSeed}): ${[...tally].sort().map(([k, v]) => `${k}=${v}`).join(' ')}`);
       expect(failures, failures.slice(0, 10).join('\n\n')).toEqual([]);
-    });
+    }, 60_000 + casesPerImage * 1_000);
   }
 });
