@@ -16,7 +16,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileDevice } from '@ext4ts/core';
-import { BlockType, COMMIT_NSEC_OFFSET, JBD2_MAGIC, decodeJournalHeader } from '../../packages/core/src/format/jbd2.js';
+import {
+  BlockType, COMMIT_CHKSUM_OFFSET, COMMIT_NSEC_OFFSET, JBD2_MAGIC, JIncompat, TagFlags, commitBlockChecksum, decodeJournalHeader,
+  decodeJournalSuperblock, encodeJournalHeader, encodeJournalSuperblock, journalDataChecksum, journalSeed, journalTagBytes,
+  sealJournalBlockTail,
+} from '../../packages/core/src/format/jbd2.js';
 import { LogMap } from '../../packages/core/src/jbd2/log-map.js';
 import { SUPERBLOCK_OFFSET_BYTES, decodeSuperblock, encodeSuperblock } from '../../packages/core/src/format/superblock.js';
 import { Journal } from '../../packages/core/src/jbd2/journal.js';
@@ -267,5 +271,67 @@ describe('a journal written by ext4ts', () => {
     expect((await dumpe2fsHeader(img)).fields['Filesystem volume name']).toBe(LABEL);
     const check = await e2fsck(img, ['-fn']);
     expect(check.complaints).toEqual([]);
+  });
+});
+
+describe('a hand-built csum-v2 journal (older kernels: 16-bit tag checksums, 14-byte tags)', () => {
+  it('e2fsck and recoverJournal replay it to the same bytes', async () => {
+    const img = copyImage(baseImg, temp.dir, 'v2.img');
+    const geometry = await journalGeometry(img);
+    const device = await FileDevice.open(img);
+    const targets = [FREE_FIRST + 1000, FREE_FIRST + 1001, FREE_FIRST + 1002];
+    try {
+      const map = new LogMap(device, geometry);
+      const block0 = new Uint8Array(BS);
+      await map.read(device, 0, block0);
+      const jsb = decodeJournalSuperblock(block0);
+      const tid = 10;
+      Object.assign(jsb, { featureIncompat: JIncompat.CSUM_V2 | JIncompat.BIT64 | JIncompat.REVOKE, checksumType: 4, start: 1, sequenceFirst: tid });
+      const seed = journalSeed(jsb.uuid);
+      const tagBytes = journalTagBytes(jsb.featureIncompat);
+      expect(tagBytes).toBe(14);
+      const descriptor = new Uint8Array(BS);
+      const dv = new DataView(descriptor.buffer);
+      encodeJournalHeader(descriptor, BlockType.DESCRIPTOR, tid);
+      let at = 12;
+      const data = targets.map((b, i) => {
+        const bytes = new Uint8Array(BS).fill(0x60 + i);
+        dv.setUint32(at, b); // t_blocknr
+        dv.setUint16(at + 4, journalDataChecksum(seed, tid, bytes) & 0xffff); // t_checksum
+        dv.setUint16(at + 6, (i === 0 ? 0 : TagFlags.SAME_UUID) | (i === targets.length - 1 ? TagFlags.LAST_TAG : 0));
+        dv.setUint32(at + 8, 0); // t_blocknr_high; then 2 bytes of padding
+        at += tagBytes + (i === 0 ? 16 : 0);
+        return bytes;
+      });
+      sealJournalBlockTail(descriptor, seed);
+      const commit = new Uint8Array(BS);
+      encodeJournalHeader(commit, BlockType.COMMIT, tid);
+      new DataView(commit.buffer).setUint32(COMMIT_CHKSUM_OFFSET, commitBlockChecksum(commit, seed));
+      for (const [j, block] of [[1, descriptor], [2, data[0]], [3, data[1]], [4, data[2]], [5, commit]] as const) {
+        await device.write(map.offsetBytes(j), block);
+      }
+      block0.set(encodeJournalSuperblock(jsb), 0);
+      await device.write(map.offsetBytes(0), block0);
+      await setRecoverFlag(device, true);
+    } finally {
+      await device.close();
+    }
+    const theirs = copyImage(img, temp.dir, 'v2-theirs.img');
+    const fix = await e2fsck(theirs, ['-fy', '-E', 'journal_only']);
+    expect(fix.output).toMatch(/recovering journal/i);
+    const oursDevice = await FileDevice.open(img);
+    try {
+      const report = await recoverJournal(oursDevice, geometry);
+      expect(report).toMatchObject({ transactionsReplayed: 1, blocksWritten: 3, blocksFailedChecksum: [], sequenceAfter: 12 });
+      await setRecoverFlag(oursDevice, false);
+    } finally {
+      await oursDevice.close();
+    }
+    // e2fsck read the same 14-byte tags: all three blocks are home in its image too.
+    for (const file of [img, theirs]) {
+      const bytes = readFileSync(file);
+      targets.forEach((b, i) => expect(bytes[b * BS + 100]).toBe(0x60 + i));
+    }
+    expectSameAsE2fsck(theirs, img);
   });
 });
