@@ -56,6 +56,7 @@ import { buildTransactionBlocks, tagsPerDescriptor, transactionLogBlocks } from 
 import type { MetadataJournal } from './handle.js';
 import { LogMap, type JournalGeometry } from './log-map.js';
 import { readJournalSuperblockAt } from './recovery.js';
+import { revokeBlocksFor } from './revoke.js';
 import { Handle, Transaction, deferred, type HandleHost } from './transaction.js';
 
 /** Like ext4's default `commit=5`. */
@@ -238,7 +239,7 @@ export class Journal implements MetadataJournal, HandleHost {
 
   /** Revoke records count against the transaction like the blocks that hold them. */
   private revokeCharge(transaction: Transaction): number {
-    return transaction.revoked.size === 0 ? 0 : Math.ceil(transaction.revoked.size / 509);
+    return revokeBlocksFor(transaction.revoked.size, this.blockSizeBytes, true, 4);
   }
 
   private pin(handle: Handle, blockNr: number, buffer: Uint8Array): void {
