@@ -27,6 +27,13 @@ interface CachedBlock {
 export class BlockCache {
   private readonly cache: MetaCache<number, CachedBlock>;
   private readonly inflight = new Map<number, Promise<CachedBlock>>();
+  /**
+   * The journal's newest bytes of a block, if it holds one (journal.peek). Asked first on
+   * every read: while the journal holds a block, the device and the cached copy may be
+   * stale (the buffer-identity rule in jbd2/journal.ts). Those bytes were written by this
+   * engine and are not re-verified.
+   */
+  overlay: ((blockIndex: number) => Uint8Array | undefined) | undefined;
 
   constructor(
     readonly device: BlockDevice,
@@ -57,6 +64,8 @@ export class BlockCache {
    */
   async read(blockIndex: number, what: string, kind?: string, verify?: (data: Uint8Array) => void): Promise<Uint8Array> {
     this.checkRange(blockIndex, 1, what);
+    const live = this.overlay?.(blockIndex);
+    if (live !== undefined) return live;
     let entry = this.cache.get(blockIndex);
     if (entry === undefined) entry = await this.load(blockIndex);
     if (kind !== undefined && verify !== undefined && !entry.verifiedAs.includes(kind)) {
@@ -80,6 +89,15 @@ export class BlockCache {
     const forget = (): void => { this.inflight.delete(blockIndex); };
     promise.then(forget, forget);
     return promise;
+  }
+
+  /**
+   * The device now holds `data` at `blockIndex` (a checkpoint wrote it home): keep a copy
+   * if the block is cached, so the cache never serves an older version.
+   */
+  refresh(blockIndex: number, data: Uint8Array): void {
+    const entry = this.cache.get(blockIndex);
+    if (entry !== undefined) entry.data.set(data);
   }
 
   /** Drop a block (after it is rewritten, or to force re-verification). */

@@ -95,7 +95,7 @@ export function groupHasSuper(sb: Superblock, group: number): boolean {
  * meta_bg descriptor blocks past s_first_meta_bg, which sit at the start of the first
  * group of their meta group (after that group's superblock copy, if any).
  */
-function gdtBlockLocation(sb: Superblock, index: number, descPerBlock: number): number {
+export function gdtBlockLocation(sb: Superblock, index: number, descPerBlock: number): number {
   const metaBg = (sb.featureIncompat & Incompat.META_BG) !== 0;
   if (!metaBg || index < sb.firstMetaBg) return sb.firstDataBlock + 1 + index;
   const group = index * descPerBlock;

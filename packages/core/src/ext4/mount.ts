@@ -1,0 +1,249 @@
+/**
+ * Ext4Mount: an open filesystem, read-only or read-write. Read-write adds the journal and
+ * the three kinds of metadata writes everything else is built from:
+ *
+ *   await mount.transact(credits, async (h) => {
+ *     await mount.writeInode(h, ino, (raw) => { raw.linksCount += 1; });   // inode table block
+ *     mount.ext4.groups[g].freeBlocksCount -= n; await mount.writeGroup(h, g);  // GDT block
+ *     await mount.writeSuperblock(h);                                            // block 0
+ *   });
+ *
+ * Every change goes through a JournalHandle (jbd2/handle.ts): the block's live bytes come
+ * from getWriteAccess, are changed and sealed with their checksum, then dirtyMetadata.
+ * The metadata cache asks the journal first (BlockCache.overlay), so readers always see
+ * the newest bytes, committed or not.
+ *
+ * Open read-write (the kernel's order): check features → replay the journal if it needs
+ * recovery (then re-read everything) → open the Journal → set incompat RECOVER on disk
+ * (FUA), so a crash from here on is replayed by whoever mounts next. Close: commit,
+ * checkpoint everything home, then clear RECOVER (FUA). While mounted, the in-memory
+ * superblock keeps RECOVER set, so every journaled copy of block 0 carries it too.
+ *
+ * Cost: a handle that changes an inode, a group and the superblock dirties 3 blocks;
+ * its commit logs them (+ descriptor + commit block) and checkpoint writes them home.
+ */
+import { assert } from '../assert.js';
+import type { BlockDevice } from '../device/block-device.js';
+import {
+  Incompat, encodeSuperblock, checkMountable, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES, has64bit, RoCompat,
+} from '../format/superblock.js';
+import { encodeGroupDesc, sealGroupDesc, type GdChecksumContext } from '../format/group-desc.js';
+import { decodeInode, encodeInode, inodeChecksumSeed, type Inode } from '../format/inode.js';
+import { Journal, recoverJournal, type JournalGeometry, type JournalExtent } from '../jbd2/index.js';
+import type { JournalHandle } from '../jbd2/handle.js';
+import { FsError } from '../vfs/errors.js';
+import { openSuper, gdtBlockLocation, inodeLocation, type Ext4Super, type OpenOptions } from './super.js';
+import { readInode, inodeFromDisk, type Ext4Inode } from './inode.js';
+import { walkMappings } from './extents.js';
+
+export interface MountOpenOptions extends OpenOptions {
+  /** Journal commit interval; default 5000 ms like ext4's commit=5; 0 = only on sync. */
+  commitIntervalMs?: number;
+}
+
+export class Ext4Mount {
+  private closed = false;
+
+  private constructor(
+    /** The filesystem's structures; sb and group descriptor objects change in place under handles. */
+    readonly ext4: Ext4Super,
+    /** Present on read-write mounts. */
+    readonly journal: Journal | undefined,
+  ) {}
+
+  get readOnly(): boolean {
+    return this.journal === undefined;
+  }
+
+  static async open(device: BlockDevice, options: MountOpenOptions = {}): Promise<Ext4Mount> {
+    if (options.readOnly !== false) return new Ext4Mount(await openSuper(device, options), undefined);
+    if (device.readOnly) throw new FsError('EROFS', { syscall: 'mount', detail: 'the device is read-only' });
+    let ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true });
+    checkMountable(ext4.sb, true);
+    if ((ext4.sb.featureCompat & 0x4) === 0) {
+      throw new FsError('ENOTSUP', { syscall: 'mount', detail: 'read-write mounts need a journal (has_journal)' });
+    }
+    let geometry = await journalGeometry(ext4);
+    if (ext4.journalNeedsRecovery) {
+      await recoverJournal(device, geometry, { fsBlockCount: ext4.blocksCount });
+      // Replay rewrote metadata, the superblock included: start over from the device.
+      ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true });
+      await writeSuperblockDirect(ext4, ext4.sb.featureIncompat & ~Incompat.RECOVER);
+      geometry = await journalGeometry(ext4);
+    }
+    if (ext4.sb.lastOrphan !== 0) {
+      // Orphan processing (delete or truncate each listed inode) belongs to namei; until it
+      // exists a read-write mount would leave the list dangling, which e2fsck reports.
+      throw new FsError('ENOTSUP', { syscall: 'mount', detail: `orphan list (inode ${ext4.sb.lastOrphan}) needs processing` });
+    }
+    const cache = ext4.cache;
+    const journal = await Journal.open(device, geometry, {
+      readBlock: (blockNr) => readMetadataBlock(ext4, blockNr),
+      onCheckpointed: (blockNr, bytes) => cache.refresh(blockNr, bytes),
+      commitIntervalMs: options.commitIntervalMs,
+      fsBlockCount: ext4.blocksCount,
+    });
+    cache.overlay = (blockNr) => journal.peek(blockNr);
+    ext4.sb.featureIncompat |= Incompat.RECOVER;
+    await writeSuperblockDirect(ext4, ext4.sb.featureIncompat);
+    return new Ext4Mount(ext4, journal);
+  }
+
+  private requireWritable(syscall: string): Journal {
+    if (this.closed) throw new FsError('EIO', { syscall, detail: 'filesystem is unmounted' });
+    if (this.journal === undefined) throw new FsError('EROFS', { syscall });
+    return this.journal;
+  }
+
+  /** Run `body` inside one journal handle of `credits` blocks. */
+  async transact<T>(credits: number, body: (h: JournalHandle) => Promise<T>, syscall = 'write'): Promise<T> {
+    const journal = this.requireWritable(syscall);
+    const h = await journal.start(credits);
+    try {
+      return await body(h);
+    } finally {
+      await journal.stop(h);
+    }
+  }
+
+  /**
+   * Change inode `ino` in its inode table block: `mutate` edits the decoded fields; the
+   * slot is re-encoded over its raw bytes (so the in-inode xattr area survives) and its
+   * checksum sealed. Returns the new engine view (also put in the inode cache).
+   */
+  async writeInode(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Promise<Ext4Inode> {
+    const { ext4 } = this;
+    const { group, index } = inodeLocation(ext4, ino);
+    const offsetBytes = index * ext4.inodeSizeBytes;
+    const blockIndex = ext4.groups[group].inodeTable + Math.floor(offsetBytes / ext4.blockSizeBytes);
+    const block = await h.getWriteAccess(blockIndex);
+    const at = offsetBytes % ext4.blockSizeBytes;
+    const slot = block.subarray(at, at + ext4.inodeSizeBytes);
+    const raw = decodeInode(slot, ext4.inodeSizeBytes);
+    mutate(raw);
+    const seed = ext4.metadataCsum ? { inodeSeed: inodeChecksumSeed(ext4.fsSeed, ino, raw.generation) } : undefined;
+    slot.set(encodeInode(raw, seed));
+    h.dirtyMetadata(blockIndex);
+    const inode = inodeFromDisk(ext4, ino, decodeInode(slot, ext4.inodeSizeBytes));
+    ext4.inodeCache.set(ino, inode);
+    return inode;
+  }
+
+  /** Write `ext4.groups[group]` (changed in place by the caller) into its GDT block, checksummed. */
+  async writeGroup(h: JournalHandle, group: number): Promise<void> {
+    const { ext4 } = this;
+    const descPerBlock = ext4.blockSizeBytes / ext4.descSizeBytes;
+    const blockIndex = gdtBlockLocation(ext4.sb, Math.floor(group / descPerBlock), descPerBlock);
+    const block = await h.getWriteAccess(blockIndex);
+    const slot = group % descPerBlock;
+    encodeGroupDesc(ext4.groups[group], block, slot, ext4.descSizeBytes);
+    const ctx: GdChecksumContext = {
+      metadataCsum: ext4.metadataCsum,
+      gdtCsum: (ext4.sb.featureRoCompat & RoCompat.GDT_CSUM) !== 0,
+      fsSeed: ext4.fsSeed,
+      uuid: ext4.sb.uuid,
+      descSize: ext4.descSizeBytes,
+    };
+    sealGroupDesc(block, slot, ctx);
+    h.dirtyMetadata(blockIndex);
+  }
+
+  /**
+   * Write the in-memory superblock into block 0 (journaled). Free counts are recomputed
+   * from the group descriptors first, so e2fsck never finds them stale.
+   */
+  async writeSuperblock(h: JournalHandle): Promise<void> {
+    const { ext4 } = this;
+    refreshSuperblockCounts(ext4);
+    ext4.sb.wtime = Math.floor(Date.now() / 1000);
+    const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / ext4.blockSizeBytes);
+    const block = await h.getWriteAccess(blockIndex);
+    const at = SUPERBLOCK_OFFSET_BYTES % ext4.blockSizeBytes;
+    const bytes = encodeSuperblock(ext4.sb);
+    block.set(bytes, at);
+    ext4.sb.raw.set(bytes);
+    h.dirtyMetadata(blockIndex);
+  }
+
+  /** Commit the running transaction and wait until it is durable (fsync / syncfs). */
+  async sync(): Promise<void> {
+    await this.requireWritable('fsync').commit();
+  }
+
+  /**
+   * Unmount: commit, checkpoint everything home, clear RECOVER. A read-only mount just
+   * forgets its caches. The device stays open (it is the caller's).
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.journal === undefined) return;
+    await this.journal.close();
+    this.ext4.cache.overlay = undefined;
+    this.ext4.sb.featureIncompat &= ~Incompat.RECOVER;
+    refreshSuperblockCounts(this.ext4);
+    await writeSuperblockDirect(this.ext4, this.ext4.sb.featureIncompat);
+  }
+
+  /** Re-read an inode (after a change made through another path). */
+  async inode(ino: number): Promise<Ext4Inode> {
+    return readInode(this.ext4, ino);
+  }
+}
+
+/** Superblock free counts = the sums over the group descriptors. */
+function refreshSuperblockCounts(ext4: Ext4Super): void {
+  let freeBlocks = 0, freeInodes = 0;
+  for (const gd of ext4.groups) {
+    freeBlocks += gd.freeBlocksCount;
+    freeInodes += gd.freeInodesCount;
+  }
+  ext4.sb.freeBlocksCount = freeBlocks;
+  ext4.sb.freeInodesCount = freeInodes;
+}
+
+/**
+ * Write the superblock straight to the device with FUA (not journaled): only for the
+ * RECOVER flag at mount and unmount, when nothing else of block 0 is in flight.
+ */
+async function writeSuperblockDirect(ext4: Ext4Super, featureIncompat: number): Promise<void> {
+  ext4.sb.featureIncompat = featureIncompat;
+  const bytes = encodeSuperblock(ext4.sb);
+  ext4.sb.raw.set(bytes);
+  const sector = ext4.device.sectorSizeBytes;
+  const start = Math.floor(SUPERBLOCK_OFFSET_BYTES / sector) * sector;
+  const end = Math.ceil((SUPERBLOCK_OFFSET_BYTES + SUPERBLOCK_SIZE_BYTES) / sector) * sector;
+  const buffer = new Uint8Array(end - start);
+  await ext4.device.read(start, buffer);
+  buffer.set(bytes, SUPERBLOCK_OFFSET_BYTES - start);
+  await ext4.device.write(start, buffer, { fua: true });
+  const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / ext4.blockSizeBytes);
+  const cached = new Uint8Array(ext4.blockSizeBytes);
+  await ext4.device.read(blockIndex * ext4.blockSizeBytes, cached);
+  ext4.cache.refresh(blockIndex, cached);
+}
+
+/**
+ * A block for the journal to copy: through the cache, except blocks below the cache's
+ * first data block (block 0 holds the superblock, which the cache never serves).
+ */
+async function readMetadataBlock(ext4: Ext4Super, blockNr: number): Promise<Uint8Array> {
+  if (blockNr >= ext4.cache.firstBlock) return ext4.cache.read(blockNr, 'journaled metadata block');
+  assert(blockNr >= 0, `block ${blockNr} is not a block number`);
+  const bytes = new Uint8Array(ext4.blockSizeBytes);
+  await ext4.device.read(blockNr * ext4.blockSizeBytes, bytes);
+  return bytes;
+}
+
+/** The journal inode's physical extents, for Journal.open and recoverJournal. */
+async function journalGeometry(ext4: Ext4Super): Promise<JournalGeometry> {
+  const inode = await readInode(ext4, ext4.sb.journalInum);
+  const blocks = Math.floor(inode.size / ext4.blockSizeBytes);
+  const extents: JournalExtent[] = [];
+  for await (const m of walkMappings(ext4, inode, 0, blocks)) {
+    if (m.kind !== 'mapped') throw new FsError('EUCLEAN', { syscall: 'mount', detail: `journal block ${m.lblk} is not mapped` });
+    extents.push({ logicalStart: m.lblk, physicalStart: m.pblk, blockCount: m.len });
+  }
+  assert(has64bit(ext4.sb) || ext4.blocksCount < 2 ** 32, 'block numbers fit the journal tags');
+  return { blockSizeBytes: ext4.blockSizeBytes, extents };
+}
