@@ -332,10 +332,12 @@ export class AddressSpace {
 
   /** @internal */
   folioWritebackStarted(folio: Folio, wasDirty: boolean): void {
-    if (wasDirty) this.folioCleaned(folio);
     this.chunkOfFolio(folio).writebackCount++;
     this.writebackFolioCount++;
+    // Count writeback before uncounting dirty: dirty + writeback must not dip, or a
+    // throttled writer would be released while nothing has been cleaned.
     this.cache.writebackBytesChanged(folio.lengthBytes);
+    if (wasDirty) this.folioCleaned(folio);
   }
 
   /** @internal */
