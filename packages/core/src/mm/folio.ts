@@ -328,8 +328,14 @@ export class Folio {
 
   // ─── Lock ───
 
-  /** Take the lock now if it is free and nobody on this thread queues for it. */
+  /**
+   * Take the lock now if it is free and nobody on this thread queues for it. The caller
+   * holds a pin (a folio can be freed only when unpinned). After locking, check `attached`:
+   * the folio may have been deleted from its mapping while you waited (as Linux rechecks
+   * folio->mapping).
+   */
   tryLock(): boolean {
+    assert(this.refCount > 0, 'lock a pinned folio');
     if (this.lockQueue !== null || this.lockedHere) return false;
     if (!folioWordTryLock(this.words, this.slot)) return false;
     this.lockedHere = true;
@@ -337,7 +343,7 @@ export class Folio {
     return true;
   }
 
-  /** Wait for the lock (FIFO among engine-thread waiters). */
+  /** Wait for the lock (FIFO among engine-thread waiters); see tryLock for the caller's duties. */
   lock(): Promise<void> {
     if (this.tryLock()) return RESOLVED;
     const queue = (this.lockQueue ??= []);

@@ -165,6 +165,23 @@ describe('AddressSpace', () => {
     });
   });
 
+  it('readaheadOrder grows by 2 per round, capped by the window, the mapping and the cache', async () => {
+    await withPageCache({ cacheBytesMax: 64 * MiB }, (cache) => {
+      const mapping = cache.createMapping({ blockBytes: 4096 });
+      expect(mapping.readaheadOrder(0, 3)).toBe(0);
+      expect(mapping.readaheadOrder(0, 4)).toBe(2);
+      expect(mapping.readaheadOrder(2, 32)).toBe(4);
+      expect(mapping.readaheadOrder(4, 32)).toBe(5);
+      expect(mapping.readaheadOrder(10, 1 << 20)).toBe(11);
+      expect(cache.createMapping({ blockBytes: 1024 }).readaheadOrder(10, 1 << 20)).toBe(9);
+      expect(cache.createMapping({ blockBytes: 4096, orderMax: 0 }).readaheadOrder(4, 64)).toBe(0);
+      // At an unaligned index and near EOF getOrCreate takes it down further.
+      const folio = mapping.tryGetOrCreate(12, mapping.readaheadOrder(4, 64), { indexLimit: 30 })!;
+      expect(folio.order).toBe(2);
+      folio.put();
+    });
+  });
+
   it('a folio deleted while pinned keeps its memory until the last put', async () => {
     await withPageCache({ cacheBytesMax: 1 * 1024 * 1024 }, (cache) => {
       const mapping = cache.createMapping({ blockBytes: 4096 });

@@ -27,6 +27,11 @@ import {
 import { Folio } from './folio.js';
 import type { PageCache } from './page-cache.js';
 
+/** Readahead raises the folio order by this much per round (page_cache_ra_order). */
+const READAHEAD_ORDER_STEP = 2;
+/** Readahead windows smaller than this use order-0 folios. */
+const READAHEAD_LARGE_FOLIO_PAGES_MIN = 4;
+
 export interface AddressSpaceOptions {
   /** Filesystem block size: 1024, 2048 or 4096 bytes. */
   blockBytes: number;
@@ -137,6 +142,19 @@ export class AddressSpace {
       while (order > 0 && index + (1 << order) > next.index) order--;
     }
     return order;
+  }
+
+  /**
+   * The folio order for the next readahead round (mm/readahead.c's rule, seed §1.9): two
+   * above the previous round's, capped by the mapping's and cache's caps and by
+   * ilog2(windowPages); order 0 for windows under 4 pages. getOrCreate then lowers it
+   * further per index for alignment, neighbours and EOF (options.indexLimit).
+   */
+  readaheadOrder(previousOrder: number, windowPages: number): number {
+    assert(Number.isInteger(previousOrder) && previousOrder >= 0, 'previous order is a non-negative integer');
+    if (windowPages < READAHEAD_LARGE_FOLIO_PAGES_MIN) return 0;
+    const windowOrder = 31 - Math.clz32(Math.min(windowPages, 2 ** 31));
+    return Math.min(previousOrder + READAHEAD_ORDER_STEP, this.orderMax, this.cache.folioOrderMax, windowOrder);
   }
 
   /**
