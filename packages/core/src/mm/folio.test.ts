@@ -8,7 +8,7 @@ import {
   FOLIO_STATE_WRITEBACK, FOLIO_STATE_WRITEBACK_WAITERS,
 } from '../wasm/layout.js';
 import { type Folio, FolioStateTable, bitsClear, bitsFind, bitsSet, folioWordOrder } from './folio.js';
-import { sleep, withPageCache } from './testing.js';
+import { eventually, sleep, withPageCache } from './testing.js';
 
 beforeAll(() => ensureWasmBuilt());
 
@@ -166,7 +166,9 @@ describe('Folio lock (engine thread)', () => {
 // The worker body: plain JS over the same SharedArrayBuffers (vitest runs TS; workers get JS).
 const WORKER_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { stateBuffer, memoryBuffer, slot, dataPtr, otherSlot, bits, k } = workerData;
+const { stateBuffer, memoryBuffer, controlBuffer, slot, dataPtr, otherSlot, bits, k } = workerData;
+const control = new Int32Array(controlBuffer); // control[0]: the engine thread says 'go on'
+function awaitGo() { Atomics.wait(control, 0, 0); Atomics.store(control, 0, 0); }
 const words = new Int32Array(stateBuffer);
 const memory = new Uint8Array(memoryBuffer);
 const nap = new Int32Array(new SharedArrayBuffer(4));
@@ -188,7 +190,7 @@ parentPort.on('message', (message) => {
     Atomics.or(words, slot, k.WRITEBACK);
     parentPort.postMessage('writeback-set');
     waitFor(k.WRITEBACK_WAITERS);     // the engine thread is now asleep on the word
-    sleep(20);
+    awaitGo();
     memory.fill(0xa5, dataPtr, dataPtr + 4096);   // bytes published by the clear below
     const old = Atomics.and(words, slot, ~(k.WRITEBACK | k.WRITEBACK_WAITERS));
     if (old & k.WRITEBACK_WAITERS) Atomics.notify(words, slot);
@@ -196,7 +198,7 @@ parentPort.on('message', (message) => {
     if (!tryLock()) throw new Error('worker expected a free lock');
     parentPort.postMessage('locked');
     waitFor(k.LOCK_WAITERS);
-    sleep(20);
+    awaitGo();
     memory.fill(0x5a, dataPtr, dataPtr + 4096);
     unlock();
   } else if (message === 'lock-blocking') {
@@ -241,11 +243,16 @@ describe('Folio state across threads (worker_threads over the same shared memory
       const neighbour = mapping.tryGetOrCreate(1, 0)!;
       expect(Math.abs(neighbour.slot - folio.slot)).toBe(1); // their bitmap bits share a word
       const table = FolioStateTable.fromShare(cache.share());
+      const control = new Int32Array(new SharedArrayBuffer(4));
+      const go = () => {
+        Atomics.store(control, 0, 1);
+        Atomics.notify(control, 0);
+      };
       expect(folioWordOrder(Atomics.load(table.words, folio.slot))).toBe(0);
       const worker = new Worker(WORKER_CODE, {
         eval: true,
         workerData: {
-          stateBuffer: cache.share().buffer, memoryBuffer: core.memory.buffer, slot: folio.slot, dataPtr: folio.dataPtr,
+          stateBuffer: cache.share().buffer, memoryBuffer: core.memory.buffer, controlBuffer: control.buffer, slot: folio.slot, dataPtr: folio.dataPtr,
           otherSlot: neighbour.slot, bits: FOLIO_BITMAP_BITS_PER_UNIT, bitmapWordBase: table.bitmapWordBase,
           k: {
             LOCKED: FOLIO_STATE_LOCKED, LOCK_WAITERS: FOLIO_STATE_LOCK_WAITERS, WRITEBACK: FOLIO_STATE_WRITEBACK,
@@ -262,6 +269,7 @@ describe('Folio state across threads (worker_threads over the same shared memory
         const waiting = folio.waitWriteback().then(() => { woke = true; });
         await sleep(5);
         expect(woke).toBe(false);
+        go();
         await waiting;
         expect(folio.isWriteback()).toBe(false);
         expect(folio.state() & FOLIO_STATE_WRITEBACK_WAITERS).toBe(0);
@@ -271,7 +279,11 @@ describe('Folio state across threads (worker_threads over the same shared memory
         worker.postMessage('lock-hold');
         expect(await nextMessage(worker)).toBe('locked');
         expect(folio.tryLock()).toBe(false);
-        await folio.lock();
+        const locking = folio.lock();
+        await sleep(5);
+        expect(folio.lockedHere).toBe(false);
+        go();
+        await locking;
         expect(folio.lockedHere).toBe(true);
         expect(folio.bytes()[4095]).toBe(0x5a);
 
@@ -279,8 +291,8 @@ describe('Folio state across threads (worker_threads over the same shared memory
         worker.postMessage('lock-blocking');
         expect(await nextMessage(worker)).toBe('lock-waiting');
         const acquired = nextMessage(worker);
-        await sleep(20);
-        expect(folio.state() & FOLIO_STATE_LOCK_WAITERS).not.toBe(0);
+        expect(await eventually(() => (folio.state() & FOLIO_STATE_LOCK_WAITERS) !== 0)).toBe(true);
+        await sleep(5);
         folio.bytes().fill(0x33);
         folio.unlock();
         expect(await acquired).toEqual({ acquired: true, seen: 0x33 });
