@@ -9,3 +9,4 @@ export { Stats, BigIntStats } from './vfs/stats.js';
 export { Dirent } from './vfs/dirent.js';
 export * as wasm from './wasm/index.js';
 export { mkfs, type MkfsOptions, type MkfsResult } from './ext4/mkfs.js';
+export * as mm from './mm/index.js';
