@@ -1,0 +1,234 @@
+/**
+ * blockAllocator and inodeAllocator on real images (mkfs.ext4 and ext4ts mkfs), opened
+ * read-write: seeded random allocate/free against a model of allocated runs, then
+ * everything freed, unmounted, and checked by e2fsck -fn; free counts return to mkfs's.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { FileDevice } from '../device/index.js';
+import { GroupFlags } from '../format/group-desc.js';
+import { FsError } from '../vfs/errors.js';
+import { e2fsck, requireE2fsprogs } from '../../../../test/helpers/e2fs.js';
+import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
+import { Ext4Mount } from './mount.js';
+import { mkfs } from './mkfs.js';
+import { blockAllocator, isBlockInUse, isParked } from './balloc.js';
+import { inodeAllocator } from './ialloc.js';
+import type { BlockRun } from './write-api.js';
+
+let tmp: TempDir;
+beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-balloc-'); });
+afterAll(() => tmp.cleanup());
+
+/** mulberry32: a tiny seeded PRNG, so every failure reproduces from its seed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function mkfsExt4(name: string, size: string, extra: string[] = []): string {
+  const img = join(tmp.dir, name);
+  execFileSync('truncate', ['-s', size, img]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '4096', ...extra, img]);
+  return img;
+}
+
+async function openRw(img: string): Promise<{ device: FileDevice; mount: Ext4Mount }> {
+  const device = await FileDevice.open(img);
+  const mount = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+  return { device, mount };
+}
+
+function counts(mount: Ext4Mount): { blocks: number[]; inodes: number[]; dirs: number[] } {
+  return {
+    blocks: mount.ext4.groups.map((g) => g.freeBlocksCount),
+    inodes: mount.ext4.groups.map((g) => g.freeInodesCount),
+    dirs: mount.ext4.groups.map((g) => g.usedDirsCount),
+  };
+}
+
+function overlaps(a: BlockRun, b: BlockRun): boolean {
+  return a.start < b.start + b.count && b.start < a.start + a.count;
+}
+
+async function randomAllocFree(mount: Ext4Mount, seed: number, steps: number): Promise<void> {
+  const random = rng(seed);
+  const model: BlockRun[] = [];
+  const bpg = mount.ext4.sb.blocksPerGroup;
+  for (let step = 0; step < steps; step++) {
+    await mount.transact(32, async (h) => {
+      for (let k = 0; k < 4; k++) {
+        if (model.length > 0 && random() < 0.4) {
+          const i = Math.floor(random() * model.length);
+          const run = model[i];
+          // Free a random piece: head, tail or all of the run.
+          const cut = 1 + Math.floor(random() * run.count);
+          const piece = random() < 0.5 ? { start: run.start, count: cut } : { start: run.start + run.count - cut, count: cut };
+          await blockAllocator.free(mount, h, piece);
+          expect(isParked(mount, piece.start)).toBe(true);
+          model.splice(i, 1);
+          if (piece.start > run.start) model.push({ start: run.start, count: piece.start - run.start });
+          const end = run.start + run.count, pieceEnd = piece.start + piece.count;
+          if (pieceEnd < end) model.push({ start: pieceEnd, count: end - pieceEnd });
+        } else {
+          const goal = Math.floor(random() * mount.ext4.groupCount) * bpg + Math.floor(random() * bpg);
+          const count = 1 + Math.floor(random() * (random() < 0.1 ? 5000 : 200));
+          const run = await blockAllocator.allocate(mount, h, { goal: Math.min(goal, mount.ext4.blocksCount - 1), count, minCount: 1 });
+          expect(run.count).toBeGreaterThanOrEqual(1);
+          expect(run.count).toBeLessThanOrEqual(count);
+          for (const other of model) expect(overlaps(run, other), `seed ${seed} step ${step}: ${run.start}+${run.count} overlaps ${other.start}+${other.count}`).toBe(false);
+          expect(isParked(mount, run.start)).toBe(false);
+          expect(await isBlockInUse(mount, run.start + run.count - 1)).toBe(true);
+          model.push(run);
+        }
+      }
+    });
+    if (random() < 0.2) await mount.sync();
+  }
+  await mount.transact(64, async (h) => {
+    for (const run of model) await blockAllocator.free(mount, h, run);
+  });
+}
+
+describe('blockAllocator', () => {
+  it('blockAllocator random allocate/free on mkfs.ext4 1 GiB: BLOCK_UNINIT groups materialised, e2fsck clean, counts back to mkfs', async () => {
+    const img = mkfsExt4('a.img', '1G');
+    const { device, mount } = await openRw(img);
+    const before = counts(mount);
+    const uninitBefore = mount.ext4.groups.filter((g) => (g.flags & GroupFlags.BLOCK_UNINIT) !== 0).length;
+    expect(uninitBefore).toBeGreaterThan(0);
+    await randomAllocFree(mount, 1234, 150);
+    const uninitAfter = mount.ext4.groups.filter((g) => (g.flags & GroupFlags.BLOCK_UNINIT) !== 0).length;
+    expect(uninitAfter).toBeLessThan(uninitBefore);
+    expect(counts(mount)).toEqual(before);
+    await mount.close();
+    await device.close();
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+    expect(fsck.exitCode).toBe(0);
+  });
+
+  it('blockAllocator random allocate/free on an ext4ts-mkfs image: e2fsck clean', async () => {
+    const img = join(tmp.dir, 'b.img');
+    execFileSync('truncate', ['-s', '300M', img]);
+    const device0 = await FileDevice.open(img);
+    await mkfs(device0, { assumeZeroed: true });
+    await device0.close();
+    const { device, mount } = await openRw(img);
+    const before = counts(mount);
+    await randomAllocFree(mount, 99, 80);
+    expect(counts(mount)).toEqual(before);
+    await mount.close();
+    await device.close();
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+  });
+
+  it('blockAllocator never reuses a block freed by an uncommitted transaction; after commit it may', async () => {
+    const img = mkfsExt4('c.img', '64M');
+    const { device, mount } = await openRw(img);
+    const run = await mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: 5000, count: 10 }));
+    await mount.transact(8, (h) => blockAllocator.free(mount, h, run));
+    const again = await mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: run.start, count: 10 }));
+    expect(overlaps(again, run)).toBe(false);
+    await mount.sync();
+    expect(isParked(mount, run.start)).toBe(false);
+    const third = await mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: run.start, count: 10 }));
+    expect(third.start).toBe(run.start);
+    await mount.transact(8, async (h) => { await blockAllocator.free(mount, h, again); await blockAllocator.free(mount, h, third); });
+    await mount.close();
+    await device.close();
+    expect((await e2fsck(img)).complaints).toEqual([]);
+  });
+
+  it('blockAllocator fills the fs to the last block, then ENOSPC leaves everything consistent', async () => {
+    const img = mkfsExt4('d.img', '32M');
+    const { device, mount } = await openRw(img);
+    const before = counts(mount);
+    const reserve = mount.ext4.sb.rBlocksCount;
+    const runs: BlockRun[] = [];
+    // Without useReserved the allocator stops at the 5% reserve.
+    for (;;) {
+      try {
+        runs.push(await mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: 0, count: 4096 })));
+      } catch (error) {
+        expect((error as FsError).code).toBe('ENOSPC');
+        break;
+      }
+    }
+    expect(blockAllocator.freeBlocks(mount, false)).toBe(0);
+    expect(blockAllocator.freeBlocks(mount, true)).toBe(reserve);
+    for (;;) {
+      try {
+        runs.push(await mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: 0, count: 4096, useReserved: true })));
+      } catch (error) {
+        expect((error as FsError).code).toBe('ENOSPC');
+        break;
+      }
+    }
+    expect(mount.ext4.groups.reduce((n, g) => n + g.freeBlocksCount, 0)).toBe(0);
+    const full = counts(mount);
+    await expect(mount.transact(8, (h) => blockAllocator.allocate(mount, h, { goal: 0, count: 1, useReserved: true }))).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(counts(mount)).toEqual(full);
+    await mount.transact(64, async (h) => { for (const r of runs) await blockAllocator.free(mount, h, r); });
+    expect(counts(mount)).toEqual(before);
+    await mount.close();
+    await device.close();
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+  });
+});
+
+describe('inodeAllocator', () => {
+  it('inodeAllocator spreads dirs, keeps files near the parent, initialises INODE_UNINIT groups; freed inodes leave e2fsck clean', async () => {
+    // nodiscard + lazy_itable_init: groups other than 0 are not ITABLE_ZEROED, so slots get zeroed.
+    const img = mkfsExt4('e.img', '1G', ['-E', 'nodiscard,lazy_itable_init=1']);
+    const { device, mount } = await openRw(img);
+    const before = counts(mount);
+    const ipg = mount.ext4.inodesPerGroup;
+    const made: { ino: number; isDir: boolean }[] = [];
+    const dirGroups = new Set<number>();
+    for (let i = 0; i < 12; i++) {
+      const ino = await mount.transact(16, async (h) => {
+        const n = await inodeAllocator.allocate(mount, h, { parentIno: 2, isDir: true });
+        await mount.writeInode(h, n, (raw) => {
+          raw.mode = 0o40755; raw.linksCount = 2; raw.extraIsize = 32; raw.generation = n * 7;
+        });
+        return n;
+      });
+      expect(ino).toBeGreaterThanOrEqual(11);
+      dirGroups.add(Math.floor((ino - 1) / ipg));
+      made.push({ ino, isDir: true });
+      for (let f = 0; f < 5; f++) {
+        const file = await mount.transact(16, async (h) => {
+          const n = await inodeAllocator.allocate(mount, h, { parentIno: ino, isDir: false });
+          await mount.writeInode(h, n, (raw) => { raw.mode = 0o100644; raw.linksCount = 1; raw.extraIsize = 32; });
+          return n;
+        });
+        expect(Math.floor((file - 1) / ipg)).toBe(Math.floor((ino - 1) / ipg));
+        made.push({ ino: file, isDir: false });
+      }
+    }
+    expect(dirGroups.size).toBeGreaterThan(3);
+    for (const g of dirGroups) expect(mount.ext4.groups[g].flags & GroupFlags.INODE_UNINIT).toBe(0);
+    for (const { ino, isDir } of made) {
+      await mount.transact(16, async (h) => {
+        await mount.writeInode(h, ino, (raw) => { raw.linksCount = 0; raw.dtime = 1_700_000_000; });
+        await inodeAllocator.free(mount, h, ino, isDir);
+      });
+    }
+    expect(counts(mount)).toEqual(before);
+    await mount.close();
+    await device.close();
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+    expect(fsck.exitCode).toBe(0);
+  });
+});
