@@ -116,7 +116,23 @@ function makeCase(image: CorruptionImage, blocks: MetaBlock[], seed: number): Fu
   // Mostly a few bytes; sometimes a burst (a torn sector's worth of garbage).
   const count = rng() < 0.8 ? 1 + Math.floor(rng() * 4) : 16 + Math.floor(rng() * 64);
   const flips = Array.from({ length: count }, () => ({ offset: from + Math.floor(rng() * (to - from)), xor: 1 + Math.floor(rng() * 255) }));
+  // A third of the cases instead set one aligned field to a boundary value: the values that
+  // size and index things (0, 1, all ones, the block count) find more than random bits do.
+  if (rng() < 0.35) {
+    const width = rng() < 0.5 ? 2 : 4;
+    const offset = from + Math.floor((rng() * (to - from)) / width) * width;
+    const values = [0, 1, 2, 0xff, 0x8000, 0xffff, 0x7fffffff, 0xffffffff, image.blocksCount, image.blocksCount - 1, Math.floor(rng() * 2 ** 32)];
+    const value = values[Math.floor(rng() * values.length)] % 2 ** (8 * width);
+    const old = width === 2 ? le(image.bytes).getUint16(c0(image, meta) + offset, true) : le(image.bytes).getUint32(c0(image, meta) + offset, true);
+    const xor = (old ^ value) >>> 0;
+    return { seed, meta, flips: [0, 1, 2, 3].slice(0, width).map((k) => ({ offset: offset + k, xor: (xor >>> (8 * k)) & 0xff })).filter((f) => f.xor !== 0), resealed: rng() < 0.7 };
+  }
   return { seed, meta, flips, resealed: rng() < 0.5 };
+}
+
+/** Byte offset of the block's start in the image. */
+function c0(image: CorruptionImage, meta: MetaBlock): number {
+  return meta.pblk * image.blockSizeBytes;
 }
 
 function applyCase(image: CorruptionImage, c: FuzzCase): Uint8Array {
