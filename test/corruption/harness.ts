@@ -51,7 +51,7 @@ export class GuardedDevice implements BlockDevice {
     return this.inner.read(offsetBytes, target);
   }
 
-  async write(offsetBytes: number): Promise<void> { this.violate(`write at ${offsetBytes} on a read-only mount`); }
+  async write(offsetBytes: number, _source?: Uint8Array): Promise<void> { this.violate(`write at ${offsetBytes} on a read-only mount`); }
   async flush(): Promise<void> { /* nothing buffered */ }
   async discard(offsetBytes: number): Promise<void> { this.violate(`discard at ${offsetBytes} on a read-only mount`); }
   async zeroOut(offsetBytes: number): Promise<void> { this.violate(`zeroOut at ${offsetBytes} on a read-only mount`); }
