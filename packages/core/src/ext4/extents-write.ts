@@ -1,0 +1,518 @@
+/**
+ * ext4/extents-write: changes to one inode's on-disk extent tree (write-api.ts
+ * ExtentWriter; ext4-format.md §6). The read side is ./extents.ts; every tree written
+ * here passes its checks (and e2fsck's).
+ *
+ * Every change is a *leaf edit*: find the path root → leaf for a logical block, compute
+ * the leaf's new extent list, then fix the tree around it:
+ *
+ *   too many entries  → split the leaf in halves, insert an index entry in the parent
+ *                       (which may split in turn); a full root moves its entries into a
+ *                       new block and becomes an index one level higher (depth growth);
+ *   no entries        → free the leaf (revoke + free), remove its index entry (which may
+ *                       empty the parent in turn); an empty root becomes an empty leaf;
+ *   first lblk moved  → rewrite ei_block up the path while the entry is its node's first
+ *                       (the index-start rule: ei_block = child's first logical block);
+ *   not full          → pull entries from the right sibling(s) under the same parent
+ *                       (e2fsck flags a level with more than one block of free slots as
+ *                       "could be narrower"); a root index with one child pulls that
+ *                       child up when it fits in i_block (depth shrink, after removals).
+ *
+ *   split of a leaf holding 341 extents (max 340): the left stays full
+ *     parent [.. (L0→B) ..]            parent [.. (L0→B) (L340→N) ..]
+ *     B: e0 … e340            ──▶      B: e0 … e339    N: e340
+ *
+ * Adjacent extents merge when logically and physically contiguous, of the same
+ * written-ness, and short enough (32768 written / 32767 unwritten).
+ *
+ * Allocation goal (unless the caller gives one): right after the physical end of the
+ * extent before lblk (its pblk + (lblk − its lblk)), else the first block of the inode's
+ * group. Data blocks respect the 5% reserve; tree blocks may use it (so a split never
+ * fails half way for want of one block once the data is allocated).
+ *
+ * i_blocks counts data + tree blocks in 512-byte units and is adjusted by every
+ * allocation and free; EXTENTS_FL is set. The root's changes and i_blocks go out in one
+ * writeInode at the end of each call.
+ *
+ * Cost per leaf edit: depth cached reads; dirties the leaf (+1 per split/merge level,
+ * +1 new block each), the bitmap/GDT/superblock of each allocation or free, and the
+ * inode's table block. A punch over n leaves repeats that n times.
+ */
+import { assert } from '../assert.js';
+import {
+  EXT_INIT_MAX_LEN, EXT_MAX_DEPTH, EXT_UNWRITTEN_MAX_LEN, ROOT_MAX_ENTRIES, decodeExtent, decodeExtentHeader,
+  decodeExtentIndex, encodeExtent, encodeExtentHeader, encodeExtentIndex, nodeMaxEntries, sealExtentBlock,
+  type Extent, type ExtentIndex, EXTENT_MAGIC,
+} from '../format/extent.js';
+import { InodeFlags, I_BLOCK_BYTES } from '../format/inode.js';
+import type { JournalHandle } from '../jbd2/handle.js';
+import { corrupted } from '../vfs/errors.js';
+import { blockAllocator } from './balloc.js';
+import { LBLK_LIMIT } from './extents.js';
+import type { Ext4Mount } from './mount.js';
+import { inodeLocation } from './super.js';
+import type { ExtentWriter, MappedRun } from './write-api.js';
+
+/** One node on a root → leaf path. pblk 0 = the root in i_block. */
+interface PathNode {
+  pblk: number;
+  depth: number;
+  /** Leaf extents (depth 0) or index entries (depth > 0). */
+  items: Extent[] | ExtentIndex[];
+  /** The entry followed (index nodes) or searched (leaf). */
+  idx: number;
+}
+
+/** pullFromRight stops when the handle has fewer credits left than this (one step dirties ≤ 3 nodes + a free's 3 blocks). */
+const PULL_CREDITS_MIN = 8;
+
+function maxLenOf(unwritten: boolean): number {
+  return unwritten ? EXT_UNWRITTEN_MAX_LEN : EXT_INIT_MAX_LEN;
+}
+
+/** Merge neighbours that are logically and physically contiguous and of one kind. */
+export function mergeExtents(items: readonly Extent[]): Extent[] {
+  const out: Extent[] = [];
+  for (const e of items) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last.lblk + last.len === e.lblk && last.pblk + last.len === e.pblk
+      && last.unwritten === e.unwritten && last.len + e.len <= maxLenOf(e.unwritten)) {
+      out[out.length - 1] = { ...last, len: last.len + e.len };
+    } else out.push({ ...e });
+  }
+  return out;
+}
+
+/** One call's view of an inode's tree: the root copy, i_blocks delta, helpers. */
+class TreeEdit {
+  readonly root: Uint8Array;
+  private blocksDelta = 0;
+  private readonly maxEntries: number;
+  private readonly seed: number;
+
+  private constructor(readonly mount: Ext4Mount, readonly h: JournalHandle, readonly ino: number, root: Uint8Array, seed: number, readonly flags: number) {
+    this.root = root;
+    this.seed = seed;
+    this.maxEntries = nodeMaxEntries(mount.ext4.blockSizeBytes);
+  }
+
+  static async open(mount: Ext4Mount, h: JournalHandle, ino: number): Promise<TreeEdit> {
+    const inode = await mount.inode(ino);
+    const root = inode.block.slice(0, I_BLOCK_BYTES);
+    const view = new DataView(root.buffer, root.byteOffset, root.length);
+    if ((inode.flags & InodeFlags.EXTENTS) === 0) {
+      if (root.some((b) => b !== 0)) throw corrupted(`inode ${ino} is block-mapped; the extent writer needs an extent tree`);
+      encodeExtentHeader(root, { entries: 0, max: ROOT_MAX_ENTRIES, depth: 0, generation: 0 });
+    } else if (view.getUint16(0, true) !== EXTENT_MAGIC) {
+      throw corrupted(`inode ${ino} has EXTENTS_FL but no extent header`);
+    }
+    if ((inode.flags & InodeFlags.HUGE_FILE) !== 0) throw corrupted(`inode ${ino}: HUGE_FILE i_blocks units are not supported`);
+    return new TreeEdit(mount, h, ino, root, inode.csumSeed, inode.flags);
+  }
+
+  /** Write the root, i_blocks and EXTENTS_FL into the inode. */
+  async finish(): Promise<void> {
+    const sectorsPerBlock = this.mount.ext4.blockSizeBytes / 512;
+    await this.mount.writeInode(this.h, this.ino, (raw) => {
+      raw.block = this.root.slice();
+      raw.flags |= InodeFlags.EXTENTS;
+      raw.blocks += this.blocksDelta * sectorsPerBlock;
+      assert(raw.blocks >= 0, `inode ${this.ino} i_blocks stays ≥ 0`);
+    });
+  }
+
+  // -------------------------------------------------------------------------------
+  // Nodes
+
+  private decodeItems(node: Uint8Array, depth: number, entries: number): Extent[] | ExtentIndex[] {
+    const items: (Extent | ExtentIndex)[] = [];
+    for (let i = 0; i < entries; i++) items.push(depth === 0 ? decodeExtent(node, i) : decodeExtentIndex(node, i));
+    return items as Extent[] | ExtentIndex[];
+  }
+
+  async readNode(pblk: number, depth: number): Promise<PathNode> {
+    const node = pblk === 0 ? this.root : await this.mount.ext4.cache.read(pblk, `extent node of inode ${this.ino}`);
+    const header = decodeExtentHeader(node);
+    if (header.depth !== depth) throw corrupted(`inode ${this.ino}: extent node ${pblk} depth ${header.depth}, expected ${depth}`);
+    return { pblk, depth, items: this.decodeItems(node, depth, header.entries), idx: 0 };
+  }
+
+  private rootDepth(): number {
+    const depth = decodeExtentHeader(this.root).depth;
+    if (depth > EXT_MAX_DEPTH) throw corrupted(`inode ${this.ino}: extent depth ${depth}`);
+    return depth;
+  }
+
+  /** Encode a node's items (whole node) and dirty it; `fresh` blocks are never read. */
+  async writeNode(node: PathNode, fresh = false): Promise<void> {
+    const isRoot = node.pblk === 0;
+    const max = isRoot ? ROOT_MAX_ENTRIES : this.maxEntries;
+    assert(node.items.length <= max, `extent node holds ${node.items.length} ≤ ${max}`);
+    assert(node.items.length > 0 || node.depth === 0, 'only leaves may be empty');
+    const bytes = isRoot ? this.root : fresh ? this.h.getCreateAccess(node.pblk) : await this.h.getWriteAccess(node.pblk);
+    bytes.fill(0, 0, isRoot ? I_BLOCK_BYTES : bytes.length);
+    encodeExtentHeader(bytes, { entries: node.items.length, max, depth: node.depth, generation: 0 });
+    for (let i = 0; i < node.items.length; i++) {
+      if (node.depth === 0) encodeExtent(bytes, i, (node.items as Extent[])[i]);
+      else encodeExtentIndex(bytes, i, (node.items as ExtentIndex[])[i]);
+    }
+    if (isRoot) return;
+    if (this.mount.ext4.metadataCsum) sealExtentBlock(bytes, this.seed);
+    this.h.dirtyMetadata(node.pblk);
+  }
+
+  inodeGroupGoal(): number {
+    const { ext4 } = this.mount;
+    return ext4.sb.firstDataBlock + inodeLocation(ext4, this.ino).group * ext4.sb.blocksPerGroup;
+  }
+
+  async newTreeBlock(goal: number): Promise<number> {
+    const run = await blockAllocator.allocate(this.mount, this.h, { goal, count: 1, useReserved: true });
+    this.blocksDelta += 1;
+    return run.start;
+  }
+
+  async freeTreeBlock(pblk: number): Promise<void> {
+    this.h.revoke(pblk);
+    this.mount.ext4.cache.invalidate(pblk);
+    await blockAllocator.free(this.mount, this.h, { start: pblk, count: 1 });
+    this.blocksDelta -= 1;
+  }
+
+  async allocData(goal: number, count: number): Promise<{ start: number; count: number }> {
+    const run = await blockAllocator.allocate(this.mount, this.h, { goal, count, minCount: 1 });
+    this.blocksDelta += run.count;
+    return run;
+  }
+
+  async freeData(pblk: number, count: number): Promise<void> {
+    await blockAllocator.free(this.mount, this.h, { start: pblk, count });
+    this.blocksDelta -= count;
+  }
+
+  // -------------------------------------------------------------------------------
+  // Paths
+
+  /** The path to the leaf that holds (or would hold) `lblk`. */
+  async findPath(lblk: number): Promise<PathNode[]> {
+    const path: PathNode[] = [];
+    let node = await this.readNode(0, this.rootDepth());
+    for (;;) {
+      let idx = 0;
+      for (let i = 0; i < node.items.length; i++) if (node.items[i].lblk <= lblk) idx = i;
+      node.idx = idx;
+      path.push(node);
+      if (node.depth === 0) return path;
+      if (path.length > EXT_MAX_DEPTH + 1) throw corrupted(`inode ${this.ino}: extent tree too deep`);
+      node = await this.readNode((node.items as ExtentIndex[])[idx].leaf, node.depth - 1);
+    }
+  }
+
+  /** The logical block where the leaf of `path` stops covering: the next index start above it. */
+  leafEnd(path: readonly PathNode[]): number {
+    let end = LBLK_LIMIT;
+    for (let level = 0; level < path.length - 1; level++) {
+      const node = path[level];
+      if (node.idx + 1 < node.items.length) end = Math.min(end, node.items[node.idx + 1].lblk);
+    }
+    return end;
+  }
+
+  // -------------------------------------------------------------------------------
+  // Leaf edits
+
+  /** Give the leaf at the end of `path` new extents (sorted) and fix the tree around it. */
+  async replaceLeaf(path: PathNode[], extents: Extent[]): Promise<void> {
+    let items = mergeExtents(extents);
+    const leafLevel = path.length - 1;
+    let leaf = path[leafLevel];
+    if (leafLevel === 0) {
+      if (items.length <= ROOT_MAX_ENTRIES) {
+        leaf.items = items;
+        await this.writeNode(leaf);
+        return;
+      }
+      // Depth growth: the root's extents move into a new leaf; the root indexes it.
+      const pblk = await this.newTreeBlock(items[0].pblk);
+      const root: PathNode = { pblk: 0, depth: 1, items: [{ lblk: items[0].lblk, leaf: pblk }], idx: 0 };
+      leaf = { pblk, depth: 0, items: [], idx: 0 };
+      path.splice(0, 1, root, leaf);
+      await this.writeNode(root);
+      items = items.slice();
+    }
+    await this.storeNode(path, path.length - 1, items);
+  }
+
+  /** Store `items` in the non-root node path[level], splitting, freeing or merging as needed. */
+  private async storeNode(path: PathNode[], level: number, items: Extent[] | ExtentIndex[]): Promise<void> {
+    const node = path[level];
+    assert(level > 0 && node.pblk !== 0, 'storeNode works on block nodes');
+    if (items.length === 0) {
+      await this.freeTreeBlock(node.pblk);
+      await this.removeIndexEntry(path, level - 1);
+      return;
+    }
+    if (items.length <= this.maxEntries) {
+      node.items = items;
+      await this.writeNode(node);
+      await this.fixIndexStart(path, level);
+      await this.pullFromRight(path, level);
+      return;
+    }
+    // Keep the left node full and start a new one with the overflow (as the kernel does
+    // for appends): a file written in order gets full leaves, and a middle split's
+    // slack is taken back by pullFromRight on the next edit there.
+    const half = this.maxEntries;
+    node.items = items.slice(0, half) as Extent[] | ExtentIndex[];
+    await this.writeNode(node);
+    await this.fixIndexStart(path, level);
+    const right: PathNode = { pblk: await this.newTreeBlock(node.pblk), depth: node.depth, items: items.slice(half) as Extent[] | ExtentIndex[], idx: 0 };
+    await this.writeNode(right, true);
+    await this.insertIndexEntry(path, level - 1, { lblk: right.items[0].lblk, leaf: right.pblk });
+  }
+
+  /** Insert `entry` after the followed entry of index node path[level]. */
+  private async insertIndexEntry(path: PathNode[], level: number, entry: ExtentIndex): Promise<void> {
+    const node = path[level];
+    const items = (node.items as ExtentIndex[]).slice();
+    items.splice(node.idx + 1, 0, entry);
+    if (level > 0) {
+      await this.storeNode(path, level, items);
+      return;
+    }
+    if (items.length <= ROOT_MAX_ENTRIES) {
+      node.items = items;
+      await this.writeNode(node);
+      return;
+    }
+    // Depth growth at the root: its index entries move into a new index block.
+    assert(node.depth < EXT_MAX_DEPTH, 'extent tree depth stays ≤ 5');
+    const pblk = await this.newTreeBlock(this.inodeGroupGoal());
+    const moved: PathNode = { pblk, depth: node.depth, items, idx: node.idx };
+    await this.writeNode(moved, true);
+    const root: PathNode = { pblk: 0, depth: node.depth + 1, items: [{ lblk: items[0].lblk, leaf: pblk }], idx: 0 };
+    await this.writeNode(root);
+    path.splice(0, 1, root, moved);
+  }
+
+  /** Remove the followed entry of index node path[level] (its child is gone). */
+  private async removeIndexEntry(path: PathNode[], level: number): Promise<void> {
+    const node = path[level];
+    const items = (node.items as ExtentIndex[]).filter((_, i) => i !== node.idx);
+    if (level > 0) {
+      await this.storeNode(path, level, items);
+      return;
+    }
+    node.items = items;
+    if (items.length === 0) node.depth = 0; // the tree is empty: the root becomes an empty leaf
+    await this.writeNode(node);
+  }
+
+  /** Keep the parent's ei_block equal to path[level]'s first logical block, up the path. */
+  private async fixIndexStart(path: PathNode[], level: number): Promise<void> {
+    for (let l = level; l > 0; l--) {
+      const first = path[l].items[0].lblk;
+      const parent = path[l - 1];
+      const entry = (parent.items as ExtentIndex[])[parent.idx];
+      if (entry.lblk === first) return;
+      const items = (parent.items as ExtentIndex[]).slice();
+      items[parent.idx] = { ...entry, lblk: first };
+      parent.items = items;
+      await this.writeNode(parent);
+      if (parent.idx !== 0) return;
+    }
+  }
+
+  /**
+   * Keep the level compact (e2fsck calls a level whose free slots exceed one block
+   * "could be narrower"): while path[level] is not full, pull entries from the head of
+   * its right sibling (same parent), moving right; a sibling left empty is freed. Each
+   * step dirties 2 nodes + the parent; it stops early when the handle runs low on
+   * credits (the tree stays valid, just less compact).
+   */
+  private async pullFromRight(path: PathNode[], level: number): Promise<void> {
+    const parent = path[level - 1];
+    let node = path[level];
+    while (node.items.length < this.maxEntries && parent.idx + 1 < parent.items.length && this.h.creditsLeft >= PULL_CREDITS_MIN) {
+      const rightEntry = (parent.items as ExtentIndex[])[parent.idx + 1];
+      const right = await this.readNode(rightEntry.leaf, node.depth);
+      const take = Math.min(this.maxEntries - node.items.length, right.items.length);
+      node.items = [...node.items, ...right.items.slice(0, take)] as Extent[] | ExtentIndex[];
+      await this.writeNode(node);
+      const rest = right.items.slice(take) as Extent[] | ExtentIndex[];
+      if (rest.length === 0) {
+        await this.freeTreeBlock(right.pblk);
+        const parentPath = path.slice(0, level);
+        parentPath[level - 1] = { ...parent, idx: parent.idx + 1 };
+        await this.removeIndexEntry(parentPath, level - 1);
+        return;
+      }
+      right.items = rest;
+      await this.writeNode(right);
+      const items = (parent.items as ExtentIndex[]).slice();
+      items[parent.idx + 1] = { ...rightEntry, lblk: rest[0].lblk };
+      parent.items = items;
+      await this.writeNode(parent);
+      parent.idx += 1;
+      path[level] = right;
+      node = right;
+    }
+  }
+
+  /** While the root indexes a single child that fits in i_block, pull it up. */
+  async shrinkDepth(): Promise<void> {
+    for (;;) {
+      const root = await this.readNode(0, this.rootDepth());
+      if (root.depth === 0 || root.items.length !== 1) return;
+      const childPblk = (root.items as ExtentIndex[])[0].leaf;
+      const child = await this.readNode(childPblk, root.depth - 1);
+      if (child.items.length > ROOT_MAX_ENTRIES) return;
+      await this.writeNode({ pblk: 0, depth: child.depth, items: child.items, idx: 0 });
+      await this.freeTreeBlock(childPblk);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// The three operations
+
+/** The extent holding `lblk`, or the hole there (up to the next extent or leaf end), plus a goal. */
+async function lookup(edit: TreeEdit, lblk: number): Promise<{ extent: Extent | undefined; holeEnd: number; goal: number }> {
+  const path = await edit.findPath(lblk);
+  const leaf = path[path.length - 1].items as Extent[];
+  let before: Extent | undefined;
+  for (const e of leaf) {
+    if (e.lblk <= lblk && lblk < e.lblk + e.len) return { extent: e, holeEnd: lblk, goal: 0 };
+    if (e.lblk > lblk) return { extent: undefined, holeEnd: e.lblk, goal: goalAfter(edit, before, lblk) };
+    before = e;
+  }
+  return { extent: undefined, holeEnd: edit.leafEnd(path), goal: goalAfter(edit, before, lblk) };
+}
+
+function goalAfter(edit: TreeEdit, before: Extent | undefined, lblk: number): number {
+  if (before === undefined) return edit.inodeGroupGoal();
+  return Math.min(before.pblk + (lblk - before.lblk), edit.mount.ext4.blocksCount - 1);
+}
+
+async function insertExtent(edit: TreeEdit, extent: Extent): Promise<void> {
+  const path = await edit.findPath(extent.lblk);
+  const leaf = path[path.length - 1].items as Extent[];
+  const items = leaf.slice();
+  let at = 0;
+  while (at < items.length && items[at].lblk < extent.lblk) at++;
+  items.splice(at, 0, extent);
+  await edit.replaceLeaf(path, items);
+}
+
+function checkRange(lblk: number, count: number): void {
+  assert(Number.isInteger(lblk) && lblk >= 0, `lblk ${lblk}`);
+  assert(Number.isInteger(count) && count >= 0 && lblk + count <= LBLK_LIMIT, `range ${lblk}+${count} inside 2^32`);
+}
+
+async function mapOrAllocate(
+  mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: { unwritten: boolean; goal?: number },
+): Promise<MappedRun[]> {
+  checkRange(lblk, count);
+  const edit = await TreeEdit.open(mount, h, ino);
+  const out: MappedRun[] = [];
+  const push = (run: MappedRun): void => {
+    const last = out[out.length - 1];
+    if (last !== undefined && last.lblk + last.count === run.lblk && last.pblk + last.count === run.pblk
+      && last.unwritten === run.unwritten && last.fresh === run.fresh) last.count += run.count;
+    else out.push(run);
+  };
+  const end = lblk + count;
+  let cursor = lblk;
+  let goal = options.goal;
+  try {
+    while (cursor < end) {
+      const found = await lookup(edit, cursor);
+      if (found.extent !== undefined) {
+        const e = found.extent;
+        const len = Math.min(e.lblk + e.len, end) - cursor;
+        push({ lblk: cursor, count: len, pblk: e.pblk + (cursor - e.lblk), unwritten: e.unwritten, fresh: false });
+        cursor += len;
+        continue;
+      }
+      const want = Math.min(found.holeEnd, end) - cursor;
+      const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)));
+      await insertExtent(edit, { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten });
+      push({ lblk: cursor, count: run.count, pblk: run.start, unwritten: options.unwritten, fresh: true });
+      cursor += run.count;
+      goal = run.start + run.count;
+    }
+  } finally {
+    await edit.finish();
+  }
+  return out;
+}
+
+/**
+ * Walk the leaves overlapping [lblk, end): `edit` returns a leaf's new extents, or
+ * undefined to leave it. After a change the path is found again from the same block.
+ */
+async function forEachLeaf(edit: TreeEdit, lblk: number, end: number, change: (leaf: Extent[]) => Promise<Extent[] | undefined>): Promise<void> {
+  let cursor = lblk;
+  for (let guard = 0; cursor < end; guard++) {
+    assert(guard < 4 * 1024 * 1024, 'forEachLeaf terminates');
+    const path = await edit.findPath(cursor);
+    const leaf = path[path.length - 1].items as Extent[];
+    const next = await change(leaf);
+    if (next !== undefined) {
+      await edit.replaceLeaf(path, next);
+      continue;
+    }
+    cursor = edit.leafEnd(path);
+  }
+}
+
+async function removeRange(mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number): Promise<void> {
+  checkRange(lblk, count);
+  const end = lblk + count;
+  const edit = await TreeEdit.open(mount, h, ino);
+  try {
+    await forEachLeaf(edit, lblk, end, async (leaf) => {
+      if (!leaf.some((e) => e.lblk < end && lblk < e.lblk + e.len)) return undefined;
+      const kept: Extent[] = [];
+      for (const e of leaf) {
+        const eEnd = e.lblk + e.len;
+        if (eEnd <= lblk || e.lblk >= end) { kept.push(e); continue; }
+        const cutStart = Math.max(e.lblk, lblk), cutEnd = Math.min(eEnd, end);
+        await edit.freeData(e.pblk + (cutStart - e.lblk), cutEnd - cutStart);
+        if (e.lblk < cutStart) kept.push({ ...e, len: cutStart - e.lblk });
+        if (cutEnd < eEnd) kept.push({ ...e, lblk: cutEnd, len: eEnd - cutEnd, pblk: e.pblk + (cutEnd - e.lblk) });
+      }
+      return kept;
+    });
+    await edit.shrinkDepth();
+  } finally {
+    await edit.finish();
+  }
+}
+
+async function convertUnwritten(mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number): Promise<void> {
+  checkRange(lblk, count);
+  const end = lblk + count;
+  const edit = await TreeEdit.open(mount, h, ino);
+  try {
+    await forEachLeaf(edit, lblk, end, async (leaf) => {
+      if (!leaf.some((e) => e.unwritten && e.lblk < end && lblk < e.lblk + e.len)) return undefined;
+      const out: Extent[] = [];
+      for (const e of leaf) {
+        const eEnd = e.lblk + e.len;
+        if (!e.unwritten || eEnd <= lblk || e.lblk >= end) { out.push(e); continue; }
+        // Up to three pieces: unwritten head, written middle, unwritten tail.
+        const midStart = Math.max(e.lblk, lblk), midEnd = Math.min(eEnd, end);
+        if (e.lblk < midStart) out.push({ ...e, len: midStart - e.lblk });
+        out.push({ lblk: midStart, len: midEnd - midStart, pblk: e.pblk + (midStart - e.lblk), unwritten: false });
+        if (midEnd < eEnd) out.push({ ...e, lblk: midEnd, len: eEnd - midEnd, pblk: e.pblk + (midEnd - e.lblk) });
+      }
+      return out;
+    });
+  } finally {
+    await edit.finish();
+  }
+}
+
+/** The ext4ts extent writer. */
+export const extentWriter: ExtentWriter = { mapOrAllocate, removeRange, convertUnwritten };
