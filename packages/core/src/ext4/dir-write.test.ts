@@ -20,6 +20,7 @@ import { debugfs, e2fsck, mke2fsFromDir, parseDebugfsLs, requireE2fsprogs } from
 import { loopMountSupport, withLoopMount } from '../../../../test/helpers/loop-mount.js';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
 import { blockAllocator } from './balloc.js';
+import { inodeAllocator } from './ialloc.js';
 import { DIR_ADD_CREDITS_MAX, Ext4DirectoryWriter } from './dir-write.js';
 import { leafSplitIndex } from './htree-write.js';
 import { lookup, resolvePath } from './namei.js';
@@ -117,7 +118,12 @@ async function listing(img: string, path: string): Promise<Map<string, number>> 
 
 /** Indirect levels of a hashed dir per `debugfs htree`, which must report no problem. */
 async function htreeLevels(img: string, path: string): Promise<number> {
-  const out = await debugfs(img, [`htree ${path}`]);
+  // debugfs 1.47 prints "does not have space for checksum" for every htree root of a fs
+  // without metadata_csum (kernel-made ones too): tolerate exactly that message.
+  const out = await debugfs(img, [`htree ${path}`]).catch(async (error: Error) => {
+    if (!/does not have space for checksum/.test(error.message) || /\n/.test(error.message.trim())) throw error;
+    return debugfs(img, [`htree ${path}`], { allowErrors: true });
+  });
   expect(out.split('\n').filter((l) => /\b(bad|corrupt|error|invalid|mismatch|problem|fail)/i.test(l.replace(/0x[0-9a-f]+(-[0-9a-f]+)?/gi, '')))).toEqual([]);
   const m = /Indirect levels: (\d+)/.exec(out);
   expect(m).not.toBeNull();
@@ -269,4 +275,64 @@ describe('Ext4DirectoryWriter', () => {
     expect(fsck.complaints, fsck.output).toEqual([]);
     expect(fsck.exitCode, fsck.output).toBe(0);
   }, 120_000);
+
+  it('initDir makes new directories (mkdir) that take names; without metadata_csum too (no tails)', async () => {
+    for (const features of [[], ['-O', '^metadata_csum']]) {
+      const src = join(tmp.dir, `src-mkdir${features.length}`);
+      mkdirSync(join(src, 'pool'), { recursive: true });
+      for (let i = 0; i < 400; i++) writeFileSync(join(src, 'pool', `p${i}`), '');
+      const img = join(tmp.dir, `mkdir${features.length}.img`);
+      await mke2fsFromDir(img, src, { sizeBytes: 64 * 1024 * 1024, extraArgs: features });
+      const r = await openRw(img);
+      const poolIno = await inoOf(r.mount, '/pool');
+      const made = new Map<string, number>();
+      const models = new Map<string, Map<string, number>>();
+      for (let d = 0; d < 3; d++) {
+        const name = `new-dir-${d}`;
+        await r.mount.transact(DIR_ADD_CREDITS_MAX + 8, async (h) => {
+          const ino = await inodeAllocator.allocate(r.mount, h, { parentIno: 2, isDir: true });
+          await r.mount.writeInode(h, ino, (raw) => {
+            raw.mode = 0o040755;
+            raw.linksCount = 2;
+            raw.dtime = 0;
+            raw.size = 0;
+            raw.blocks = 0;
+            raw.flags = InodeFlags.EXTENTS;
+            raw.extraIsize = 32;
+            raw.block.fill(0);
+            encodeExtentHeader(raw.block, { entries: 0, max: 4, depth: 0, generation: 0 });
+            const now = Math.floor(Date.now() / 1000);
+            raw.atime = raw.ctime = raw.mtime = raw.crtime = now;
+          });
+          await dirs.initDir(r.mount, h, ino, 2);
+          await dirs.addEntry(r.mount, h, 2, enc.encode(name), ino, DirFileType.DIR);
+          await r.mount.writeInode(h, 2, (raw) => { raw.linksCount += 1; });
+          made.set(name, ino);
+        });
+        expect(await dirs.isEmpty(r.mount, made.get(name)!)).toBe(true);
+        // Fill past one block (d = 2 stays linear within one block).
+        const model = new Map<string, number>();
+        const count = [300, 40, 0][d];
+        for (let i = 0; i < count; i++) {
+          await r.mount.transact(DIR_ADD_CREDITS_MAX + 2, async (h) => {
+            const ino = await dirs.removeEntry(r.mount, h, poolIno, enc.encode(`p${d * 300 + i}`));
+            const newName = `${'n'.repeat(1 + (i % 40))}-${i}`;
+            await dirs.addEntry(r.mount, h, made.get(name)!, enc.encode(newName), ino, DirFileType.REG);
+            model.set(newName, ino);
+          });
+        }
+        models.set(name, model);
+      }
+      // ".." of a hashed and of a linear dir can be retargeted (here: to itself, unchanged).
+      await r.mount.transact(4, async (h) => {
+        await dirs.setEntry(r.mount, h, made.get('new-dir-0')!, enc.encode('..'), 2, DirFileType.DIR);
+        await dirs.setEntry(r.mount, h, made.get('new-dir-1')!, enc.encode('..'), 2, DirFileType.DIR);
+      });
+      expect((await r.mount.inode(made.get('new-dir-0')!)).flags & InodeFlags.INDEX).toBe(InodeFlags.INDEX);
+      expect((await r.mount.inode(made.get('new-dir-1')!)).flags & InodeFlags.INDEX).toBe(0);
+      await closeRw(r);
+      const checks: DirCheck[] = [...models].map(([name, model]) => ({ path: `/${name}`, model, hashed: name === 'new-dir-0' }));
+      await checkImage(img, checks);
+    }
+  }, 60_000);
 });
