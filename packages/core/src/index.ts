@@ -10,3 +10,7 @@ export { Dirent } from './vfs/dirent.js';
 export * as wasm from './wasm/index.js';
 export { mkfs, type MkfsOptions, type MkfsResult } from './ext4/mkfs.js';
 export * as mm from './mm/index.js';
+export { type WriteFileOptions } from './vfs/filesystem.js';
+export { type WriteResult, type TimeLike } from './vfs/file-handle.js';
+export { Ext4Mount, type MountOpenOptions } from './ext4/mount.js';
+export { processOrphans } from './ext4/namei-write.js';

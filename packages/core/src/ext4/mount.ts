@@ -43,6 +43,8 @@ export interface MountOpenOptions extends OpenOptions {
 
 export class Ext4Mount {
   private closed = false;
+  /** What open found on the orphan list and finished (read-write mounts). */
+  orphansProcessed: { freed: number; truncated: number } = { freed: 0, truncated: 0 };
 
   private constructor(
     /** The filesystem's structures; sb and group descriptor objects change in place under handles. */
@@ -71,11 +73,6 @@ export class Ext4Mount {
       await writeSuperblockDirect(ext4, ext4.sb.featureIncompat & ~Incompat.RECOVER);
       geometry = await journalGeometry(ext4);
     }
-    if (ext4.sb.lastOrphan !== 0) {
-      // Orphan processing (delete or truncate each listed inode) belongs to namei; until it
-      // exists a read-write mount would leave the list dangling, which e2fsck reports.
-      throw new FsError('ENOTSUP', { syscall: 'mount', detail: `orphan list (inode ${ext4.sb.lastOrphan}) needs processing` });
-    }
     const cache = ext4.cache;
     const journal = await Journal.open(device, geometry, {
       readBlock: (blockNr) => readMetadataBlock(ext4, blockNr),
@@ -86,7 +83,14 @@ export class Ext4Mount {
     cache.overlay = (blockNr) => journal.peek(blockNr);
     ext4.sb.featureIncompat |= Incompat.RECOVER;
     await writeSuperblockDirect(ext4, ext4.sb.featureIncompat);
-    return new Ext4Mount(ext4, journal);
+    const mount = new Ext4Mount(ext4, journal);
+    if (ext4.sb.lastOrphan !== 0) {
+      // Inodes a crash left half-deleted or half-truncated: finish them like the kernel
+      // (namei-write is loaded lazily: it builds on this module).
+      const { processOrphans } = await import('./namei-write.js');
+      mount.orphansProcessed = await processOrphans(mount);
+    }
+    return mount;
   }
 
   private requireWritable(syscall: string): Journal {

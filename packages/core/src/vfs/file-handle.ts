@@ -1,11 +1,14 @@
 /**
- * FileHandle: what `fs.open()` returns, shaped like node:fs/promises' FileHandle for
- * reading: read (positional or at the handle's position), readFile, stat, close.
- * Every call after close() fails with EBADF.
+ * FileHandle: what `fs.open()` returns, shaped like node:fs/promises' FileHandle:
+ * read / write (positional or at the handle's position; O_APPEND writes at EOF),
+ * readFile, writeFile, appendFile, truncate, chmod, chown, utimes, sync, stat, close.
+ * The handle names an inode, not a snapshot: every call sees the file as it is now, and
+ * an open handle keeps an unlinked inode alive until it is closed. Every call after
+ * close() fails with EBADF.
  */
 import { Buffer } from 'node:buffer';
 import { FsError } from './errors.js';
-import { isDir, type Ext4Inode } from '../ext4/inode.js';
+import { isDir, readInode, type Ext4Inode } from '../ext4/inode.js';
 import { readInodeData } from './file-read.js';
 import { bigintStatsOf, statsOf, type BigIntStats, type StatContext, type Stats } from './stats.js';
 import type { Ext4Super } from '../ext4/super.js';
@@ -38,21 +41,57 @@ export function decodeBytes(bytes: Buffer, options: ReadFileOptions): Buffer | s
   return encoding === null ? bytes : bytes.toString(encoding);
 }
 
+/** What a FileHandle needs from its filesystem (filesystem.ts provides it). */
+export interface FileHandleHost {
+  readonly ext4: Ext4Super;
+  readonly statContext: StatContext;
+  /** Run a change alone (the filesystem's write lock). */
+  exclusive<T>(body: () => Promise<T>): Promise<T>;
+  /** Write path operations (only on read-write mounts). */
+  readonly writer?: FileWriter;
+  /** The handle is closed: drop it (and free its inode if it was its last open and last name). */
+  release(fd: number, ino: number): Promise<void>;
+}
+
+/** The data operations a writable handle uses (bound to one mount by the filesystem). */
+export interface FileWriter {
+  write(ino: number, data: Uint8Array, positionBytes: number): Promise<void>;
+  truncate(ino: number, sizeBytes: number): Promise<void>;
+  setAttr(ino: number, attr: { mode?: number; uid?: number; gid?: number; atime?: TimeLike; mtime?: TimeLike }): Promise<void>;
+  sync(): Promise<void>;
+}
+
+/** Times as node accepts them: seconds (number or decimal string, exact to the ns), or a Date. */
+export type TimeLike = number | string | Date;
+
+export interface OpenMode { read: boolean; write: boolean; append: boolean }
+
+export interface WriteResult<T> { bytesWritten: number; buffer: T }
+
 export class FileHandle {
   private closed = false;
   private positionBytes = 0;
 
   constructor(
     readonly fd: number,
-    private readonly ext4: Ext4Super,
-    private readonly inode: Ext4Inode,
-    private readonly statContext: StatContext,
+    private readonly host: FileHandleHost,
+    private readonly ino: number,
     private readonly path: string,
-    private readonly onClose: (fd: number) => void,
+    private readonly openMode: OpenMode = { read: true, write: false, append: false },
   ) {}
 
   private check(syscall: string): void {
     if (this.closed) throw new FsError('EBADF', { syscall, path: this.path });
+  }
+
+  private async inode(): Promise<Ext4Inode> {
+    return readInode(this.host.ext4, this.ino);
+  }
+
+  private writer(syscall: string): FileWriter {
+    this.check(syscall);
+    if (!this.openMode.write || this.host.writer === undefined) throw new FsError('EBADF', { syscall, path: this.path, detail: 'not open for writing' });
+    return this.host.writer;
   }
 
   read<T extends Uint8Array = Buffer>(buffer: T, offset?: number, length?: number, position?: number | bigint | null): Promise<ReadResult<T>>;
@@ -65,11 +104,13 @@ export class FileHandle {
     position?: number | bigint | null,
   ): Promise<ReadResult<T>> {
     this.check('read');
+    if (!this.openMode.read) throw new FsError('EBADF', { syscall: 'read', path: this.path, detail: 'not open for reading' });
     const args = normaliseReadArgs(bufferOrOptions, offsetOrOptions, length, position);
-    if (isDir(this.inode)) throw new FsError('EISDIR', { syscall: 'read', path: this.path });
+    const inode = await this.inode();
+    if (isDir(inode)) throw new FsError('EISDIR', { syscall: 'read', path: this.path });
     const target = args.buffer.subarray(args.offset, args.offset + args.length);
     const at = args.position ?? this.positionBytes;
-    const bytesRead = await readInodeData(this.ext4, this.inode, target, at);
+    const bytesRead = await readInodeData(this.host.ext4, inode, target, at);
     if (args.position === null) this.positionBytes += bytesRead;
     return { bytesRead, buffer: args.buffer };
   }
@@ -77,23 +118,105 @@ export class FileHandle {
   /** The rest of the file from the handle's position (node reads from the current position). */
   async readFile(options?: ReadFileOptions): Promise<Buffer | string> {
     this.check('read');
-    const whole = await readWholeInode(this.ext4, this.inode, 'read', this.path);
+    const whole = await readWholeInode(this.host.ext4, await this.inode(), 'read', this.path);
     const rest = whole.subarray(Math.min(this.positionBytes, whole.length));
     this.positionBytes += rest.length;
     return decodeBytes(rest, options);
+  }
+
+  write<T extends Uint8Array>(buffer: T, offset?: number | null, length?: number | null, position?: number | null): Promise<WriteResult<T>>;
+  write(data: string, position?: number | null, encoding?: BufferEncoding | null): Promise<WriteResult<string>>;
+  async write<T extends Uint8Array>(
+    data: T | string, offsetOrPosition?: number | null, lengthOrEncoding?: number | BufferEncoding | null, position?: number | null,
+  ): Promise<WriteResult<T | string>> {
+    const writer = this.writer('write');
+    let bytes: Uint8Array;
+    let at: number | null | undefined;
+    if (typeof data === 'string') {
+      bytes = Buffer.from(data, (typeof lengthOrEncoding === 'string' ? lengthOrEncoding : 'utf8'));
+      at = offsetOrPosition;
+    } else {
+      const offset = offsetOrPosition ?? 0;
+      const length = typeof lengthOrEncoding === 'number' ? lengthOrEncoding : data.length - offset;
+      if (!Number.isInteger(offset) || offset < 0 || offset > data.length) throw new FsError('EINVAL', { syscall: 'write', path: this.path, detail: `offset ${offset}` });
+      if (!Number.isInteger(length) || length < 0 || offset + length > data.length) throw new FsError('EINVAL', { syscall: 'write', path: this.path, detail: `length ${length}` });
+      bytes = data.subarray(offset, offset + length);
+      at = position;
+    }
+    if (at !== undefined && at !== null && (!Number.isSafeInteger(at) || at < -1)) throw new FsError('EINVAL', { syscall: 'write', path: this.path });
+    const positional = at !== undefined && at !== null && at >= 0;
+    await this.host.exclusive(async () => {
+      // O_APPEND writes at EOF whatever the position (Linux ignores pwrite's offset too).
+      const start = this.openMode.append ? (await this.inode()).size : positional ? (at as number) : this.positionBytes;
+      await writer.write(this.ino, bytes, start);
+      if (!positional || this.openMode.append) this.positionBytes = start + bytes.length;
+    });
+    return { bytesWritten: bytes.length, buffer: data };
+  }
+
+  /** Replace the contents from the handle's position (node: writeFile on a handle writes at its position). */
+  async writeFile(data: Uint8Array | string, options?: BufferEncoding | { encoding?: BufferEncoding | null } | null): Promise<void> {
+    const encoding = typeof options === 'string' ? options : options?.encoding ?? 'utf8';
+    const bytes = typeof data === 'string' ? Buffer.from(data, encoding) : data;
+    await this.write(bytes, 0, bytes.length, null);
+  }
+
+  async appendFile(data: Uint8Array | string, options?: BufferEncoding | { encoding?: BufferEncoding | null } | null): Promise<void> {
+    const writer = this.writer('write');
+    const encoding = typeof options === 'string' ? options : options?.encoding ?? 'utf8';
+    const bytes = typeof data === 'string' ? Buffer.from(data, encoding) : data;
+    await this.host.exclusive(async () => writer.write(this.ino, bytes, (await this.inode()).size));
+  }
+
+  async truncate(len = 0): Promise<void> {
+    const writer = this.writer('ftruncate');
+    if (!Number.isSafeInteger(len) || len < 0) throw new FsError('EINVAL', { syscall: 'ftruncate', path: this.path });
+    await this.host.exclusive(() => writer.truncate(this.ino, len));
+  }
+
+  async chmod(mode: number): Promise<void> {
+    this.check('fchmod');
+    await this.attr('fchmod', { mode });
+  }
+
+  async chown(uid: number, gid: number): Promise<void> {
+    this.check('fchown');
+    await this.attr('fchown', { uid, gid });
+  }
+
+  async utimes(atime: TimeLike, mtime: TimeLike): Promise<void> {
+    this.check('futime');
+    await this.attr('futime', { atime, mtime });
+  }
+
+  private async attr(syscall: string, attr: Parameters<FileWriter['setAttr']>[1]): Promise<void> {
+    const writer = this.host.writer;
+    if (writer === undefined) throw new FsError('EROFS', { syscall, path: this.path });
+    await this.host.exclusive(() => writer.setAttr(this.ino, attr));
+  }
+
+  async sync(): Promise<void> {
+    this.check('fsync');
+    await this.host.writer?.sync();
+  }
+
+  async datasync(): Promise<void> {
+    this.check('fdatasync');
+    await this.host.writer?.sync();
   }
 
   async stat(options?: { bigint?: false }): Promise<Stats>;
   async stat(options: { bigint: true }): Promise<BigIntStats>;
   async stat(options?: { bigint?: boolean }): Promise<Stats | BigIntStats> {
     this.check('fstat');
-    return options?.bigint === true ? bigintStatsOf(this.inode, this.statContext) : statsOf(this.inode, this.statContext);
+    const inode = await this.inode();
+    return options?.bigint === true ? bigintStatsOf(inode, this.host.statContext) : statsOf(inode, this.host.statContext);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.onClose(this.fd);
+    await this.host.release(this.fd, this.ino);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
