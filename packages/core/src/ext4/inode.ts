@@ -9,6 +9,7 @@ import {
   FileType, InodeFlags, S_IFMT, decodeInode, decodeTime, inodeChecksumSeed, inodeSectors512, verifyInodeChecksum,
   type Inode, type Timestamp,
 } from '../format/inode.js';
+import { Incompat } from '../format/superblock.js';
 import { corrupted } from '../vfs/errors.js';
 import type { Ext4Super } from './super.js';
 import { GroupFlags, groupFlags, inodeLocation } from './super.js';
@@ -90,6 +91,36 @@ export function inodeFromDisk(ext4: Ext4Super, ino: number, raw: Inode): Ext4Ino
   };
 }
 
+const FILE_TYPES: ReadonlySet<number> = new Set(Object.values(FileType));
+/** Direct + single + double + triple indirect blocks a block map can address (P = bs/4). */
+const DIRECT_BLOCKS = 12;
+
+/** The largest i_size the inode's block mapping can address. */
+function maxSizeBytes(ext4: Ext4Super, raw: Inode): number {
+  const bs = ext4.blockSizeBytes;
+  if ((raw.flags & InodeFlags.EXTENTS) !== 0) return 2 ** 32 * bs;
+  const perBlock = bs / 4;
+  return Math.min(2 ** 32, DIRECT_BLOCKS + perBlock + perBlock ** 2 + perBlock ** 3) * bs;
+}
+
+/**
+ * The fields everything else trusts once an inode is read (the kernel's iget checks): a
+ * real file type (a zeroed or freed slot named by a directory entry has none), no inline
+ * data (ext4ts refuses the inline_data feature, so the flag means damage: the data would be
+ * somewhere the engine does not look), and an i_size the mapping can address — a directory
+ * may not use i_size_high without largedir (e2fsck's "i_dir_acl should be zero").
+ */
+function checkInodeShape(ext4: Ext4Super, ino: number, raw: Inode): void {
+  const type = raw.mode & S_IFMT;
+  if (!FILE_TYPES.has(type)) throw corrupted(`inode ${ino} has no valid file type (mode 0o${raw.mode.toString(8)})`);
+  if ((raw.flags & InodeFlags.INLINE_DATA) !== 0 && (ext4.sb.featureIncompat & Incompat.INLINE_DATA) === 0) {
+    throw corrupted(`inode ${ino} has inline data on a filesystem without inline_data`);
+  }
+  if (type !== FileType.REG && type !== FileType.DIR && type !== FileType.LNK) return;
+  if (raw.size > maxSizeBytes(ext4, raw)) throw corrupted(`inode ${ino} size ${raw.size} exceeds what its block mapping can address`);
+  if (type === FileType.DIR && !ext4.largeDir && raw.size >= 2 ** 32) throw corrupted(`directory ${ino} size ${raw.size} needs largedir`);
+}
+
 /** Read, verify and decode inode `ino` (cached). Throws EUCLEAN / EBADMSG. */
 export async function readInode(ext4: Ext4Super, ino: number): Promise<Ext4Inode> {
   const cached = ext4.inodeCache.get(ino);
@@ -105,6 +136,7 @@ export async function readInode(ext4: Ext4Super, ino: number): Promise<Ext4Inode
   if (ext4.metadataCsum) {
     verifyInodeChecksum(slot, inodeChecksumSeed(ext4.fsSeed, ino, raw.generation), ino);
   }
+  checkInodeShape(ext4, ino, raw);
   const inode = inodeFromDisk(ext4, ino, raw);
   ext4.inodeCache.set(ino, inode);
   return inode;
