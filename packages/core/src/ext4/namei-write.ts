@@ -32,7 +32,7 @@ import type { Ext4Mount } from './mount.js';
 import { lookup } from './namei.js';
 import { orphanAdd, orphanRemove, orphanWalk, ORPHAN_ADD_CREDITS } from './orphan.js';
 import { LBLK_LIMIT } from './extents.js';
-import { nowTimestamp, removeBlocksFrom, setRawTime } from './truncate.js';
+import { nowTimestamp, removeBlocksFrom, revokeDirBlocks, setRawTime } from './truncate.js';
 
 /** EXT4_LINK_MAX: most names of a file, most links a directory stores before dir_nlink's 1. */
 export const LINK_MAX = 65000;
@@ -181,6 +181,7 @@ export async function createNode(mount: Ext4Mount, parentIno: number, nameIn: Ui
       await directoryWriter.addEntry(mount, h, parentIno, name, ino, dirFileType({ mode: typeBits }));
     } catch (error) {
       if (!FsError.is(error, 'ENOSPC')) throw error;
+      await revokeDirBlocks(mount, h, ino);
       await extentWriter.removeRange(mount, h, ino, 0, LBLK_LIMIT);
       await mount.writeInode(h, ino, (raw) => markFreed(raw, dtimeNow()));
       await inodeAllocator.free(mount, h, ino, request.kind === 'dir');

@@ -20,7 +20,7 @@ import type { JournalHandle } from '../jbd2/handle.js';
 import { FsError } from '../vfs/errors.js';
 import { LBLK_LIMIT, walkMappings } from './extents.js';
 import { extentWriter } from './extents-write.js';
-import { isSymlink, usesExtents, type Ext4Inode } from './inode.js';
+import { isDir, isSymlink, usesExtents, type Ext4Inode } from './inode.js';
 import type { Ext4Mount } from './mount.js';
 import { orphanAdd, orphanRemove, ORPHAN_ADD_CREDITS, ORPHAN_REMOVE_CREDITS } from './orphan.js';
 import { isFastSymlink } from '../format/inode.js';
@@ -56,12 +56,19 @@ function checkFreeable(inode: Ext4Inode, syscall: string): void {
   throw new FsError('ENOTSUP', { syscall, detail: `inode ${inode.ino} is block-mapped; only extent-mapped inodes are changed` });
 }
 
+/** Revoke every block of a directory being abandoned inside h (see removeBlocksFrom). */
+export async function revokeDirBlocks(mount: Ext4Mount, h: JournalHandle, ino: number): Promise<void> {
+  const inode = await mount.inode(ino);
+  if (!isDir(inode)) return;
+  for (const r of await mappedRunsFrom(mount, inode, 0)) for (let i = 0; i < r.len; i++) h.revoke(r.pblk + i);
+}
+
 /** The mapped (written or unwritten) runs at or after `fromLblk`. */
-async function mappedRunsFrom(mount: Ext4Mount, inode: Ext4Inode, fromLblk: number): Promise<{ lblk: number; len: number }[]> {
-  const runs: { lblk: number; len: number }[] = [];
+async function mappedRunsFrom(mount: Ext4Mount, inode: Ext4Inode, fromLblk: number): Promise<{ lblk: number; len: number; pblk: number }[]> {
+  const runs: { lblk: number; len: number; pblk: number }[] = [];
   if (!usesExtents(inode)) return runs;
   for await (const m of walkMappings(mount.ext4, inode, fromLblk, LBLK_LIMIT)) {
-    if (m.kind !== 'hole') runs.push({ lblk: m.lblk, len: m.len });
+    if (m.kind !== 'hole') runs.push({ lblk: m.lblk, len: m.len, pblk: m.pblk });
   }
   return runs;
 }
@@ -79,6 +86,9 @@ export async function removeBlocksFrom(mount: Ext4Mount, ino: number, fromLblk: 
     const last = runs.length <= EXTENTS_PER_HANDLE;
     const startLblk = last ? fromLblk : runs[runs.length - EXTENTS_PER_HANDLE].lblk;
     await mount.transact(REMOVE_CREDITS + (last ? FINISH_CREDITS_MAX : 0), async (h) => {
+      // A directory's blocks are journaled metadata: revoke them, or a checkpoint of an
+      // older transaction could write a stale directory block over the block's next owner.
+      if (isDir(inode)) for (const r of runs) if (r.lblk >= startLblk) for (let i = 0; i < r.len; i++) h.revoke(r.pblk + i);
       if (runs.length > 0) await extentWriter.removeRange(mount, h, ino, startLblk, LBLK_LIMIT - startLblk);
       if (last) await finish(h);
     }, syscall);
