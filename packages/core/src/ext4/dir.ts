@@ -103,6 +103,11 @@ export async function* iterateDir(ext4: Ext4Super, dir: Ext4Inode): AsyncGenerat
   const hashed = isHashed(ext4, dir);
   const blocks = dirBlockCount(ext4, dir);
   for (let lblk = 0; lblk < blocks; lblk++) {
+    // Skip a hole (or never-written unwritten run) in one step: a damaged i_size can claim
+    // millions of blocks past the last mapped one, and stepping through them one by one
+    // would spin for minutes without ever touching the device.
+    const m = await mapBlock(ext4, dir, lblk);
+    if (m.kind !== 'mapped') { lblk += m.len - 1; continue; }
     if (hashed) {
       const raw = await readDirBlock(ext4, dir, lblk);
       if (raw === undefined) continue;
