@@ -13,7 +13,7 @@
  */
 import { parseDirBlock, verifyDirBlock, type DirEntry } from '../format/dirent.js';
 import { isDxNode } from '../format/htree.js';
-import { InodeFlags } from '../format/inode.js';
+import { InodeFlags, ROOT_INO } from '../format/inode.js';
 import { corrupted } from '../vfs/errors.js';
 import type { Ext4Super } from './super.js';
 import type { Ext4Inode } from './inode.js';
@@ -66,11 +66,24 @@ export async function readDirLeaf(ext4: Ext4Super, dir: Ext4Inode, lblk: number)
   return checkEntries(ext4, parseDirBlock(block, ext4.metadataCsum, label), label);
 }
 
+/** s_first_ino of revision-0 filesystems, which have no such field. */
+const GOOD_OLD_FIRST_INO = 11;
+
+/**
+ * Whether a directory entry may name inode `ino`: the root, or an inode from s_first_ino
+ * to s_inodes_count. The reserved inodes below s_first_ino (bad blocks, journal, resize…)
+ * are never in the namespace; naming one is damage (the kernel's ext4_valid_inum).
+ */
+export function isValidDirInum(ext4: Ext4Super, ino: number): boolean {
+  const firstIno = ext4.sb.revLevel === 0 ? GOOD_OLD_FIRST_INO : ext4.sb.firstIno;
+  return ino === ROOT_INO || (ino >= firstIno && ino <= ext4.inodesCount);
+}
+
 function checkEntries(ext4: Ext4Super, entries: DirEntry[], label: string): DirEntry[] {
   for (const e of entries) {
     if (e.inode === 0) continue;
     if (e.nameLen === 0) throw corrupted(`${label}: live entry at ${e.offset} has an empty name`);
-    if (e.inode > ext4.inodesCount) throw corrupted(`${label}: entry at ${e.offset} names inode ${e.inode} > ${ext4.inodesCount}`);
+    if (!isValidDirInum(ext4, e.inode)) throw corrupted(`${label}: entry at ${e.offset} names inode ${e.inode}, which no directory can name`);
   }
   return entries;
 }
@@ -91,7 +104,7 @@ export function dxRootDots(ext4: Ext4Super, block: Uint8Array, label: string): D
     { name: block.slice(8, 9), ino: v.getUint32(0, true), fileType: block[7] },
     { name: block.slice(20, 22), ino: v.getUint32(12, true), fileType: block[19] },
   ];
-  for (const d of dots) if (d.ino === 0 || d.ino > ext4.inodesCount) throw corrupted(`${label}: dx root names inode ${d.ino}`);
+  for (const d of dots) if (!isValidDirInum(ext4, d.ino)) throw corrupted(`${label}: dx root names inode ${d.ino}`);
   return dots;
 }
 

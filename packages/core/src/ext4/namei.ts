@@ -12,7 +12,7 @@ import { NAME_MAX } from '../format/dirent.js';
 import { corrupted, FsError } from '../vfs/errors.js';
 import type { Ext4Super } from './super.js';
 import { isDir, isSymlink, readInode, type Ext4Inode } from './inode.js';
-import { isHashed, linearLookup, readDirBlock, type DirEntryInfo } from './dir.js';
+import { isHashed, isValidDirInum, linearLookup, readDirBlock, type DirEntryInfo } from './dir.js';
 import { htreeLookup } from './htree.js';
 import { mapBlock } from './extents.js';
 
@@ -39,7 +39,7 @@ async function dotEntry(ext4: Ext4Super, dir: Ext4Inode, which: 0 | 1): Promise<
     throw corrupted(`directory ${dir.ino}: block 0 does not start with "." and ".."`);
   }
   const ino = v.getUint32(at, true);
-  if (ino === 0 || ino > ext4.inodesCount) throw corrupted(`directory ${dir.ino}: "${which === 0 ? '.' : '..'}" names inode ${ino}`);
+  if (!isValidDirInum(ext4, ino)) throw corrupted(`directory ${dir.ino}: "${which === 0 ? '.' : '..'}" names inode ${ino}`);
   return { name: want, ino, fileType: raw.block[at + 7] };
 }
 
