@@ -206,7 +206,14 @@ export class Ext4Filesystem {
     if (bytes.length === 0) throw new FsError('ENOENT', { syscall, path: pathText(path) });
     if (name.length === 0) throw new FsError(syscall === 'mkdir' ? 'EEXIST' : 'EBUSY', { syscall, path: pathText(path) });
     const parentPath = slash < 0 ? Buffer.from('/') : slash === 0 ? Buffer.from('/') : trimmed.subarray(0, slash);
-    const dir = await this.resolve(parentPath, syscall, true);
+    let dir: Ext4Inode;
+    try {
+      dir = await this.resolve(parentPath, syscall, true);
+    } catch (error) {
+      // Node names the whole path, not the parent that failed.
+      if (FsError.is(error)) throw new FsError(error.code, { syscall, path: pathText(path), detail: error.detail });
+      throw error;
+    }
     if (!isDir(dir)) throw new FsError('ENOTDIR', { syscall, path: pathText(path) });
     return { dir, name: Uint8Array.from(name) };
   }
@@ -228,7 +235,16 @@ export class Ext4Filesystem {
 
   private async createAt(path: PathLike, syscall: string, kind: NodeKind, mode: number, target?: Uint8Array): Promise<number> {
     const { dir, name } = await this.parentOf(path, syscall);
-    return createNode(this.mount, dir.ino, name, { kind, mode, ...this.owner, target });
+    const request = { kind, mode, ...this.owner, target };
+    try {
+      return await createNode(this.mount, dir.ino, name, request);
+    } catch (error) {
+      // Blocks freed by uncommitted transactions come back at commit (the kernel's
+      // ext4_should_retry_alloc): commit once and retry. createNode undid its handle's work.
+      if (!FsError.is(error, 'ENOSPC')) throw error;
+      await this.mount.sync();
+      return createNode(this.mount, dir.ino, name, request);
+    }
   }
 
   /** The open filesystem's internals, for engine code and tests (not a stable API). */
