@@ -2,7 +2,7 @@
  * The ext4ts subcommands. Each takes its argv tail and writes to stdout; failures are
  * FsErrors (exit 1) or UsageErrors (exit 2), reported by main.ts.
  */
-import { mkdir, symlink, lutimes, link, chmod, utimes, lstat as hostLstat, open as hostOpen } from 'node:fs/promises';
+import { mkdir, symlink, lutimes, link, chmod, utimes, lstat as hostLstat, open as hostOpen, readdir as hostReaddir, readlink as hostReadlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { once } from 'node:events';
 import {
@@ -194,8 +194,101 @@ async function copyFileOut(state: CopyState, source: string, target: string, st:
   }
 }
 
+/** `IMAGE:/path` when IMAGE is an existing host file: the target of a copy into an image. */
+async function imageTarget(arg: string): Promise<{ image: string; path: string } | undefined> {
+  const m = /^(.+?):(\/.*)$/.exec(arg);
+  if (m === null) return undefined;
+  try {
+    if ((await hostLstat(m[1])).isFile()) return { image: m[1], path: m[2] };
+  } catch { /* not an image */ }
+  return undefined;
+}
+
+/** Open an image read-write for one command; unmount (commit, checkpoint) at the end. */
+async function withImageRw<T>(image: string, body: (fs: Ext4Filesystem) => Promise<T>): Promise<T> {
+  const device = await FileDevice.open(image);
+  try {
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0 });
+    try {
+      return await body(fs);
+    } finally {
+      await fs.unmount();
+    }
+  } finally {
+    await device.close();
+  }
+}
+
+interface CopyInState { fs: Ext4Filesystem; hardLinks: Map<string, string>; files: number; bytes: number }
+
+/** Copy a host file, symlink or (recursive) tree to `target` in the image, keeping modes, owners, times and hard links. */
+async function copyIn(state: CopyInState, source: string, target: string, recursive: boolean): Promise<void> {
+  const { fs } = state;
+  const st = await hostLstat(source, { bigint: true });
+  if (st.isDirectory()) {
+    if (!recursive) throw new FsError('EISDIR', { syscall: 'cp', path: source, detail: 'use -r to copy a directory' });
+    await fs.mkdir(target, { recursive: true });
+    for (const name of (await hostReaddir(source)).sort()) await copyIn(state, join(source, name), posix.join(target, name), true);
+  } else if (st.isSymbolicLink()) {
+    await fs.symlink(await hostReadlink(source, { encoding: 'buffer' }), target);
+    await fs.lchown(target, Number(st.uid), Number(st.gid));
+    await fs.lutimes(target, secondsText(st.atimeNs), secondsText(st.mtimeNs));
+    return;
+  } else if (st.isFile()) {
+    const key = `${st.dev}:${st.ino}`;
+    const first = st.nlink > 1n ? state.hardLinks.get(key) : undefined;
+    if (first !== undefined) { await fs.link(first, target); return; }
+    if (st.nlink > 1n) state.hardLinks.set(key, target);
+    await copyFileIn(state, source, target, Number(st.size));
+  } else {
+    throw new FsError('ENOTSUP', { syscall: 'cp', path: source, detail: 'device, fifo and socket nodes are not copied' });
+  }
+  await fs.chown(target, Number(st.uid), Number(st.gid));
+  await fs.chmod(target, Number(st.mode & 0o7777n));
+  await fs.utimes(target, secondsText(st.atimeNs), secondsText(st.mtimeNs));
+}
+
+async function copyFileIn(state: CopyInState, source: string, target: string, sizeBytes: number): Promise<void> {
+  const host = await hostOpen(source, 'r');
+  const fh = await state.fs.open(target, 'w');
+  try {
+    const buffer = Buffer.alloc(CAT_CHUNK_BYTES);
+    for (let pos = 0; pos < sizeBytes; ) {
+      const { bytesRead } = await host.read(buffer, 0, CAT_CHUNK_BYTES, pos);
+      if (bytesRead === 0) break;
+      // Keep holes: an all-zero chunk is skipped, the size set by truncate below.
+      if (!buffer.subarray(0, bytesRead).every((b) => b === 0)) await fh.write(buffer, 0, bytesRead, pos);
+      pos += bytesRead;
+    }
+    await fh.truncate(sizeBytes);
+    state.files++;
+    state.bytes += sizeBytes;
+  } finally {
+    await fh.close();
+    await host.close();
+  }
+}
+
+async function existsDir(fs: Ext4Filesystem, p: string): Promise<boolean> {
+  try { return (await fs.stat(p)).isDirectory(); } catch (error) { if (FsError.is(error, 'ENOENT')) return false; throw error; }
+}
+
 const cpCommand: Command = async (argv) => {
   const { positionals, flags } = parseArgs(argv, new Set());
+  const recursive = flags.has('r') || flags.has('R');
+  const into = positionals.length >= 2 ? await imageTarget(positionals[positionals.length - 1]) : undefined;
+  if (into !== undefined) {
+    const sources = positionals.slice(0, -1);
+    await withImageRw(into.image, async (fs) => {
+      const state: CopyInState = { fs, hardLinks: new Map(), files: 0, bytes: 0 };
+      const intoDir = sources.length > 1 || await existsDir(fs, into.path);
+      for (const source of sources) {
+        const name = posix.basename(source.replace(/\/+$/, '')) || 'root';
+        await copyIn(state, source, intoDir ? posix.join(into.path, name) : into.path, recursive);
+      }
+    });
+    return;
+  }
   need(positionals, 3, 'IMAGE, SOURCE and TARGET');
   const [image, source, target] = positionals;
   await withImage(image, async (fs) => {
@@ -229,8 +322,75 @@ const demoCommand: Command = async () => {
   }
 };
 
+const mkdirCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set());
+  need(positionals, 2, 'IMAGE and PATH');
+  await withImageRw(positionals[0], async (fs) => {
+    for (const p of positionals.slice(1)) await fs.mkdir(p, { recursive: flags.has('p') });
+  });
+};
+
+const rmCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set());
+  need(positionals, 2, 'IMAGE and PATH');
+  await withImageRw(positionals[0], async (fs) => {
+    for (const p of positionals.slice(1)) await fs.rm(p, { recursive: flags.has('r') || flags.has('R'), force: flags.has('f') });
+  });
+};
+
+const mvCommand: Command = async (argv) => {
+  const { positionals } = parseArgs(argv, new Set());
+  need(positionals, 3, 'IMAGE, SOURCE and TARGET');
+  const [image, source, target] = positionals;
+  await withImageRw(image, async (fs) => {
+    // Like mv: into an existing directory keeps the name.
+    const dest = await existsDir(fs, target) ? posix.join(target, posix.basename(source)) : target;
+    await fs.rename(source, dest);
+  });
+};
+
+const lnCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set());
+  need(positionals, 3, 'IMAGE, TARGET and LINK');
+  const [image, target, linkPath] = positionals;
+  await withImageRw(image, async (fs) => {
+    if (flags.has('s')) await fs.symlink(target, linkPath);
+    else await fs.link(target, linkPath);
+  });
+};
+
+const chmodCommand: Command = async (argv) => {
+  const { positionals } = parseArgs(argv, new Set());
+  need(positionals, 3, 'IMAGE, MODE and PATH');
+  const [image, modeText, ...paths] = positionals;
+  if (!/^[0-7]{1,4}$/.test(modeText)) throw new UsageError(`chmod takes an octal mode, got '${modeText}'`);
+  await withImageRw(image, async (fs) => {
+    for (const p of paths) await fs.chmod(p, parseInt(modeText, 8));
+  });
+};
+
+const touchCommand: Command = async (argv) => {
+  const { positionals, flags } = parseArgs(argv, new Set(['d', 'date']));
+  need(positionals, 2, 'IMAGE and PATH');
+  const dateText = flags.get('d') ?? flags.get('date');
+  const when = typeof dateText === 'string' ? new Date(/^-?\d+(\.\d+)?$/.test(dateText) ? Number(dateText) * 1000 : dateText) : new Date();
+  if (Number.isNaN(when.getTime())) throw new UsageError(`touch: bad date '${String(dateText)}'`);
+  await withImageRw(positionals[0], async (fs) => {
+    for (const p of positionals.slice(1)) {
+      try {
+        await fs.stat(p);
+      } catch (error) {
+        if (!FsError.is(error, 'ENOENT')) throw error;
+        await fs.writeFile(p, '', { flag: 'a' });
+      }
+      await fs.utimes(p, when, when);
+    }
+  });
+};
+
 export const commands: Record<string, Command> = {
   mkfs: mkfsCommand, info: infoCommand, ls: lsCommand, cat: catCommand, stat: statCommand, cp: cpCommand, demo: demoCommand,
+  mkdir: mkdirCommand, rm: rmCommand, mv: mvCommand, ln: lnCommand, chmod: chmodCommand, touch: touchCommand,
 };
 
 export { modeString };

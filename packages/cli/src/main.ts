@@ -7,7 +7,15 @@
  *   ext4ts ls [-l] [-R] [-a] IMAGE [PATH]
  *   ext4ts cat IMAGE PATH...
  *   ext4ts stat IMAGE PATH...
- *   ext4ts cp [-r] IMAGE SOURCE TARGET
+ *   ext4ts cp [-r] IMAGE SOURCE TARGET         (out of the image)
+ *   ext4ts cp [-r] SOURCE... IMAGE:/PATH       (into the image: the last argument names
+ *                                              an existing image file, a colon, an absolute path)
+ *   ext4ts mkdir [-p] IMAGE PATH...
+ *   ext4ts rm [-r] [-f] IMAGE PATH...
+ *   ext4ts mv IMAGE SOURCE TARGET
+ *   ext4ts ln [-s] IMAGE TARGET LINK
+ *   ext4ts chmod IMAGE MODE PATH...
+ *   ext4ts touch [-d TIME] IMAGE PATH...
  *   ext4ts demo
  *
  * Exit codes: 0 ok, 1 an operation failed (FsError, printed as `ext4ts: CODE: …`),
@@ -24,6 +32,15 @@ const USAGE = `usage: ext4ts <command> [options]
   cat IMAGE PATH...                    print files
   stat IMAGE PATH...                   show inode details
   cp [-r] IMAGE SOURCE TARGET          copy a file or tree out of the image
+  cp [-r] SOURCE... IMAGE:/PATH        copy host files or trees into the image (modes, owners,
+                                       times, symlinks, hard links kept)
+  mkdir [-p] IMAGE PATH...             make directories (-p: with parents, no error if present)
+  rm [-r] [-f] IMAGE PATH...           remove files (-r: trees; -f: missing paths are fine)
+  mv IMAGE SOURCE TARGET               rename or move (into TARGET if it is a directory)
+  ln [-s] IMAGE TARGET LINK            hard link (-s: symbolic link holding TARGET)
+  chmod IMAGE MODE PATH...             set permission bits (octal)
+  touch [-d TIME] IMAGE PATH...        create if missing; set atime and mtime (now, or -d:
+                                       seconds since the epoch or a date string)
   demo                                 make and inspect a filesystem on the in-memory device`;
 
 async function main(argv: string[]): Promise<number> {
