@@ -39,6 +39,7 @@ import { Handle, type Transaction } from '../jbd2/transaction.js';
 import type { JournalHandle } from '../jbd2/handle.js';
 import { FsError, corrupted } from '../vfs/errors.js';
 import { twins } from '../wasm/twins.js';
+import { bitmapCountSet, bitmapFindFirstSet, bitmapFindZeroRun } from '../wasm/bitmap-search.js';
 import type { Ext4Mount } from './mount.js';
 import { groupFlags, groupHasSuper, type Ext4Super } from './super.js';
 import type { BlockAllocator, BlockAllocRequest, BlockRun } from './write-api.js';
@@ -125,7 +126,7 @@ export function computeUninitBlockBitmap(ext4: Ext4Super, group: number): Uint8A
   own(gd.inodeBitmap, 1);
   own(gd.inodeTable, ext4.inodeTableBlocks);
   twins.bitmapSetRange(bitmap, 0, bits, ext4.blockSizeBytes * 8);
-  const free = bits - twins.bitmapCountSet(bitmap, 0, 0, bits);
+  const free = bits - bitmapCountSet(bitmap, 0, bits);
   if (free !== gd.freeBlocksCount) {
     throw corrupted(`BLOCK_UNINIT group ${group}: computed ${free} free blocks, descriptor says ${gd.freeBlocksCount}`);
   }
@@ -219,7 +220,7 @@ async function findRun(mount: Ext4Mount, state: MountState, goal: number, count:
     const { first, end } = groupBlockRange(ext4, group);
     const bitmap = await searchBitmap(mount, state, group);
     const goalBit = group === goalGroup ? clampedGoal - first : 0;
-    const at = twins.bitmapFindZeroRun(bitmap, 0, end - first, goalBit, count);
+    const at = bitmapFindZeroRun(bitmap, end - first, goalBit, count);
     if (at >= 0) return { start: first + at, count };
   }
   let best: BlockRun | undefined;
@@ -270,7 +271,7 @@ async function allocate(mount: Ext4Mount, h: JournalHandle, request: BlockAllocR
   const { first } = groupBlockRange(ext4, group);
   assert(groupOfBlock(ext4, run.start + run.count - 1) === group, 'a run stays inside one group');
   const bitmap = await bitmapForWrite(mount, h, group);
-  assert(twins.bitmapFindFirstSet(bitmap, 0, run.start - first, run.start - first + run.count) < 0, `run ${run.start}+${run.count} is free`);
+  assert(bitmapFindFirstSet(bitmap, run.start - first, run.start - first + run.count) < 0, `run ${run.start}+${run.count} is free`);
   twins.bitmapSetRange(bitmap, 0, run.start - first, run.start - first + run.count);
   ext4.groups[group].freeBlocksCount -= run.count;
   await commitBitmap(mount, h, group, bitmap);
@@ -299,7 +300,7 @@ async function free(mount: Ext4Mount, h: JournalHandle, run: BlockRun): Promise<
       throw corrupted(`free of blocks [${start}, ${stop}) in BLOCK_UNINIT group ${group}`);
     }
     const bitmap = await h.getWriteAccess(ext4.groups[group].blockBitmap);
-    const used = twins.bitmapCountSet(bitmap, 0, start - range.first, stop - range.first);
+    const used = bitmapCountSet(bitmap, start - range.first, stop - range.first);
     if (used !== stop - start) throw corrupted(`free of blocks [${start}, ${stop}): ${stop - start - used} already free`);
     twins.bitmapClearRange(bitmap, 0, start - range.first, stop - range.first);
     ext4.groups[group].freeBlocksCount += stop - start;
