@@ -13,12 +13,11 @@
  * ## The reuse rule (jbd2/journal.ts header)
  * A block freed under a handle may still be named by metadata that a crash would replay
  * (the old extent tree, the old bitmap), so it must not be handed out again until the
- * transaction that freed it has committed. Freed runs are parked per transaction (the
- * jbd2 Handle's `transaction` object, whose state says when it committed); searches OR
- * the parked runs of uncommitted transactions into a scratch copy of the bitmap. Parked
- * runs still count as free in the descriptors (they are free on disk); freeBlocks()
- * subtracts them so callers can tell "full" from "full until the next commit". A
- * handle that is not a jbd2 Handle (a no-journal writer) frees for immediate reuse.
+ * transaction that freed it has committed. Freed runs are parked per handle until its
+ * transaction commits (JournalHandle.onCommitted, like ext4's journal callbacks);
+ * searches OR the parked runs into a scratch copy of the bitmap. Parked runs still count
+ * as free in the descriptors (they are free on disk); freeBlocks() subtracts them so
+ * callers can tell "full" from "full until the next commit".
  *
  * ## BLOCK_UNINIT
  * Such a group's bitmap is not on disk: it is computed (its own sb backup + GDT +
@@ -35,7 +34,6 @@ import { assert } from '../assert.js';
 import { blockBitmapChecksum, testBit } from '../format/bitmap.js';
 import { Compat, Incompat } from '../format/superblock.js';
 import { GroupFlags } from '../format/group-desc.js';
-import { Handle, type Transaction } from '../jbd2/transaction.js';
 import type { JournalHandle } from '../jbd2/handle.js';
 import { FsError, corrupted } from '../vfs/errors.js';
 import { twins } from '../wasm/twins.js';
@@ -46,13 +44,14 @@ import type { BlockAllocator, BlockAllocRequest, BlockRun } from './write-api.js
 
 /** Blocks freed under one transaction, waiting for it to commit. */
 interface ParkedRuns {
-  transaction: Transaction;
   runs: BlockRun[];
 }
 
 /** Per-mount allocator state: only the parked runs (everything else lives on disk). */
 interface MountState {
   parked: ParkedRuns[];
+  /** Each handle's parked entry (until its transaction commits). */
+  byHandle: WeakMap<object, ParkedRuns>;
 }
 
 const states = new WeakMap<Ext4Mount, MountState>();
@@ -60,16 +59,12 @@ const states = new WeakMap<Ext4Mount, MountState>();
 function stateOf(mount: Ext4Mount): MountState {
   let state = states.get(mount);
   if (state === undefined) {
-    state = { parked: [] };
+    state = { parked: [], byHandle: new WeakMap() };
     states.set(mount, state);
   }
   return state;
 }
 
-/** Drop the parked runs of transactions that have committed (their frees are durable). */
-function releaseCommitted(state: MountState): void {
-  state.parked = state.parked.filter((p) => p.transaction.state !== 'committed' && p.transaction.state !== 'empty');
-}
 
 /** Blocks parked (freed, not yet reusable) inside [start, end). */
 function parkedRunsIn(state: MountState, start: number, end: number): BlockRun[] {
@@ -245,7 +240,6 @@ function parkedTotal(state: MountState): number {
 
 function freeBlocksOf(mount: Ext4Mount, useReserved: boolean): number {
   const state = stateOf(mount);
-  releaseCommitted(state);
   let free = 0;
   for (const gd of mount.ext4.groups) free += gd.freeBlocksCount;
   free -= parkedTotal(state);
@@ -311,23 +305,31 @@ async function free(mount: Ext4Mount, h: JournalHandle, run: BlockRun): Promise<
   park(mount, h, run);
 }
 
+/**
+ * Park a freed run until the handle's transaction commits (h.onCommitted): reusing it
+ * earlier could let a crash replay old metadata over the block's new contents. One
+ * entry per handle.
+ */
 function park(mount: Ext4Mount, h: JournalHandle, run: BlockRun): void {
-  if (!(h instanceof Handle)) return;
   const state = stateOf(mount);
-  releaseCommitted(state);
-  let entry = state.parked.find((p) => p.transaction === h.transaction);
+  const key: object = h;
+  let entry = state.byHandle.get(key);
   if (entry === undefined) {
-    entry = { transaction: h.transaction, runs: [] };
-    state.parked.push(entry);
+    const fresh: ParkedRuns = { runs: [] };
+    entry = fresh;
+    state.byHandle.set(key, fresh);
+    state.parked.push(fresh);
+    h.onCommitted(() => {
+      state.parked = state.parked.filter((p) => p !== fresh);
+      state.byHandle.delete(key);
+    });
   }
   entry.runs.push({ ...run });
 }
 
 /** Whether `block` is currently parked (freed by an uncommitted transaction). For tests. */
 export function isParked(mount: Ext4Mount, block: number): boolean {
-  const state = stateOf(mount);
-  releaseCommitted(state);
-  return parkedRunsIn(state, block, block + 1).length > 0;
+  return parkedRunsIn(stateOf(mount), block, block + 1).length > 0;
 }
 
 /** Whether `block` is set in its group's bitmap as the allocator sees it. For tests. */

@@ -32,6 +32,12 @@ export interface JournalHandle {
   extend(credits: number): boolean;
   /** Credits not yet used. */
   readonly creditsLeft: number;
+  /**
+   * Run `callback` once this handle's transaction is durably committed (or turns out
+   * empty): e.g. blocks freed here become reusable only then (ext4's journal callbacks).
+   * Never run if the journal aborts first.
+   */
+  onCommitted(callback: () => void): void;
 }
 
 /** What the filesystem needs from a journal (or from the no-journal writer used by mkfs/tests). */

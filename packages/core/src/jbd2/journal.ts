@@ -392,7 +392,7 @@ export class Journal implements MetadataJournal, HandleHost {
     }
     await this.lockAndDrain(transaction);
     if (transaction.isEmpty) {
-      transaction.state = 'empty';
+      transaction.finish('empty');
       this.committing = undefined;
       return;
     }
@@ -449,7 +449,7 @@ export class Journal implements MetadataJournal, HandleHost {
     transaction.logBlocks = built.body.length + 1;
     assert(transaction.logBlocks === logBlocks, 'log blocks as predicted');
     this.logBlocksUsed += logBlocks;
-    transaction.state = 'committed';
+    transaction.finish('committed');
     this.supersede(transaction);
     this.committed.push(transaction);
     this.committing = undefined;

@@ -50,6 +50,15 @@ export class Transaction {
   readonly locked = deferred();
   /** Resolved when its last handle stops after it is locked. */
   readonly drained = deferred();
+  /** Run once committed (or found empty): see JournalHandle.onCommitted. */
+  readonly commitCallbacks: (() => void)[] = [];
+
+  /** Mark committed (or empty) and run the commit callbacks, in registration order. */
+  finish(state: 'committed' | 'empty'): void {
+    this.state = state;
+    const callbacks = this.commitCallbacks.splice(0);
+    for (const callback of callbacks) callback();
+  }
 
   /** Blocks this transaction accounts for against the max transaction size. */
   get blocksCharged(): number {
@@ -104,6 +113,11 @@ export class Handle implements JournalHandle {
   revoke(blockNr: number): void {
     assert(!this.stopped, 'revoke on a stopped handle');
     this.host.revokeBlock(this, blockNr);
+  }
+
+  onCommitted(callback: () => void): void {
+    assert(!this.stopped, 'onCommitted on a stopped handle');
+    this.transaction.commitCallbacks.push(callback);
   }
 
   extend(credits: number): boolean {
