@@ -523,3 +523,30 @@ describe('recoverJournal on corrupt logs', () => {
     expect(restored[9]).toBe(0x0e);
   });
 });
+
+describe('JournalHandle.onCommitted', () => {
+  it('onCommitted callbacks run once the transaction is durable, in order, and never after an abort', async () => {
+    const device = await freshDevice();
+    const journal = await openJournal(device);
+    const seen: string[] = [];
+    const h = await journal.start(1);
+    const buf = await h.getWriteAccess(30);
+    buf[0] = 0x5a;
+    h.dirtyMetadata(30);
+    h.onCommitted(() => seen.push('first'));
+    h.onCommitted(() => seen.push('second'));
+    await journal.stop(h);
+    expect(seen).toEqual([]); // stopped, not committed
+    await journal.commit();
+    expect(seen).toEqual(['first', 'second']);
+
+    const aborted = await journal.start(1);
+    (await aborted.getWriteAccess(31))[0] = 1;
+    aborted.dirtyMetadata(31);
+    aborted.onCommitted(() => seen.push('after abort'));
+    await journal.stop(aborted);
+    journal.abort();
+    await journal.commit().catch(() => undefined);
+    expect(seen).toEqual(['first', 'second']);
+  });
+});
