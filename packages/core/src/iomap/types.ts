@@ -109,9 +109,16 @@ export interface IoendPiece {
 export interface WritebackOps {
   /**
    * The mapping writeback uses for dirty data at offsetBytes (allocating a whole delayed
-   * extent as unwritten, in the seed's design). Must not return HOLE or DELALLOC.
+   * extent as unwritten, in the seed's design). Must not return DELALLOC. May return HOLE
+   * (extension, as Linux's writeback does): dirty blocks whose extent was punched or
+   * truncated away while their zeroed bytes stayed dirty in a large folio; writeback skips them.
    */
   mapBlocks(inode: IomapInode, offsetBytes: number, dirtyLengthBytes: number): Promise<Iomap>;
+  /**
+   * Extension: whether a mapping returned by mapBlocks is still current (its cookie). While
+   * it is, writeback reuses it for the next dirty blocks inside it; absent = always reuse.
+   */
+  valid?(inode: IomapInode, iomap: Iomap): boolean;
   /**
    * Completion work that touches metadata (convert unwritten, raise the on-disk size), on
    * the engine thread, after the data is on the device; merged, sorted ioends.
