@@ -36,11 +36,12 @@ import type { Ext4InodeState } from './map_blocks.js';
 const MARGIN_PERCENT = 2;
 /** … but at most this many blocks (ext4_calculate_resv_clusters caps at 4096 clusters). */
 export const DELALLOC_MARGIN_BLOCKS_MAX = 4096;
-/** Below this many free blocks (or 1/64 of the fs, whichever is smaller) writes go non-delalloc. */
+/** Below this many free blocks above the margin (or 1/64 of the fs, if smaller) writes go non-delalloc. */
 export const NONDA_FREE_BLOCKS_WATERMARK = 1024;
 const NONDA_WATERMARK_FRACTION = 64;
 
-assert(DELALLOC_MARGIN_BLOCKS_MAX >= NONDA_FREE_BLOCKS_WATERMARK, 'the margin outlasts the nonda switch on large filesystems');
+// The watermark is a positive number of blocks (else the switch could never flip before ENOSPC).
+assert(NONDA_FREE_BLOCKS_WATERMARK >= 1 && NONDA_WATERMARK_FRACTION >= 1, 'the nonda watermark is positive');
 
 /** Per-mount delalloc state: the dirty (reserved, unallocated) block count. */
 export interface DelallocAccount {
@@ -105,7 +106,7 @@ function dropReservation(state: Ext4InodeState, count: number, what: string): vo
 }
 
 /**
- * Whether writes should bypass delalloc now: free space is under the watermark, or
+ * Whether writes should bypass delalloc now: free space is under margin + watermark, or
  * under 1.5× what is already reserved (allocating at once then beats promising space
  * that writeback may not find).
  */
@@ -113,5 +114,6 @@ export function nondaSwitch(mount: Ext4Mount): boolean {
   const free = blockAllocator.freeBlocks(mount, false);
   const reserved = delallocAccount(mount).reservedBlocks;
   const watermark = Math.min(NONDA_FREE_BLOCKS_WATERMARK, Math.ceil(mount.ext4.blocksCount / NONDA_WATERMARK_FRACTION));
-  return free < watermark || 2 * free < 3 * reserved;
+  // Measured above the margin, so the switch flips before reservations start to fail.
+  return free < delallocMarginBlocks(mount) + watermark || 2 * free < 3 * reserved;
 }
