@@ -285,7 +285,9 @@ export async function mapBlocksCreateLocked(state: Ext4InodeState, lblk: number,
   const found = await resolveLocked(state, lblk, len);
   if (found.status === MapStatus.MAPPED || found.status === MapStatus.UNWRITTEN) return found;
   const reserved = found.status === MapStatus.DELAYED;
-  assert(!reserved || (flags & MapFlags.DELALLOC_RESERVE) !== 0, 'only writeback allocates delayed blocks');
+  // Only writeback allocates delayed blocks; anyone else (a non-delalloc write that raced
+  // with a delalloc one) is told the range is DELAYED, as ext4_iomap_get_blocks reports it.
+  if (reserved && (flags & MapFlags.DELALLOC_RESERVE) === 0) return found;
   let count = Math.min(found.len, MAP_ALLOC_BLOCKS_MAX);
   if (!reserved) count = Math.min(count, await claimUnreserved(state.mount, count));
   return allocateLocked(state, lblk, count, (flags & MapFlags.UNWRIT_EXT) !== 0, reserved);
