@@ -263,9 +263,10 @@ export async function resolveLocked(state: Ext4InodeState, lblk: number, len: nu
 
 /**
  * Map [lblk, lblk + len) of the inode: the mapping of lblk, at most len blocks long. With
- * MapFlags.CREATE, a HOLE or DELAYED answer is allocated first (UNWRIT_EXT: as unwritten;
- * DELALLOC_RESERVE: delayed space already reserved, else the free space not reserved by
- * delalloc must cover it) and the answer is MAPPED/UNWRITTEN with `fresh` set.
+ * MapFlags.CREATE, a HOLE is allocated first (UNWRIT_EXT: as unwritten; the free space
+ * not reserved by delalloc must cover it), and a DELAYED range too when DELALLOC_RESERVE
+ * says the caller is writeback (its space is reserved); the answer is then
+ * MAPPED/UNWRITTEN with `fresh` set, at most MAP_ALLOC_BLOCKS_MAX blocks.
  */
 export async function mapBlocks(mount: Ext4Mount, state: Ext4InodeState, lblk: number, len: number, flags = 0): Promise<BlocksMapping> {
   checkQuery(lblk, len);
