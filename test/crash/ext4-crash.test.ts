@@ -10,24 +10,26 @@
 //   (c) where a loop mount works, a sample: the kernel mounts the crash image (replaying),
 //       the mounted tree holds everything acknowledged, and after umount `e2fsck -fn` is clean.
 //
-// Cost per state: ~2 saves of the 32 MiB image to tmpfs (sparse), 3 e2fsck runs, 3 mounts.
+// Cost per state: 2 writes of the 16 MiB image to tmpfs (reused files), 3 e2fsck runs,
+// 3 mounts and tree reads.
 // The e2fsck runs go to a small pool of child processes so both cores work; the
 // in-process part (materialise, recover, verify) stays serial, as CrashImages needs.
 //
 // EXT4TS_CRASH_LONG=1: 10 seeds, ten times the states. A failure prints its seed and spec;
 // EXT4TS_CRASH_REPLAY='<seed> <spec line>' checks that one state only; EXT4TS_CRASH_SEEDS=1,2
 // and EXT4TS_CRASH_IMAGES=50 narrow a run while debugging.
-import { copyFile, rm } from 'node:fs/promises';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Ext4, MemoryDevice, type SyncBlockDevice } from '@ext4ts/core';
+import { Ext4, MemoryDevice, type BlockDevice, type SyncBlockDevice } from '@ext4ts/core';
 import type { RecordedMark } from '../../packages/core/src/device/recording-device.js';
-import { e2fsck, requireE2fsprogs } from '../helpers/e2fs.js';
+import { E2FSCK_COMPLAINT_PATTERNS, requireE2fsprogs, type E2fsckResult } from '../helpers/e2fs.js';
+import { SpawnServer } from './spawn-server.js';
 import { readImageTree } from '../helpers/image-tree.js';
 import { loopMountSupport, withLoopMount } from '../helpers/loop-mount.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { readHostTree } from '../helpers/tree.js';
-import { readFile } from 'node:fs/promises';
 import { formatCrashSpec, type CrashImage } from './crash-images.js';
 import { describeFailures, runCrashCampaign, type CampaignReport } from './harness.js';
 import { checkAcknowledged, ext4Workload, makeCrashBase, mountReadWrite, type SeenTree, type WorkloadStats } from './ext4-workload.js';
@@ -36,7 +38,7 @@ const LONG = process.env.EXT4TS_CRASH_LONG === '1';
 const SEEDS = process.env.EXT4TS_CRASH_SEEDS?.split(',').map(Number) ?? (LONG ? [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] : [1, 2, 3, 4]);
 /** States per seed: ~all flush points plus random ones up to this. */
 const IMAGES_PER_SEED = Number(process.env.EXT4TS_CRASH_IMAGES ?? (LONG ? 1200 : 300));
-const STEPS_PER_SEED = LONG ? 600 : 300;
+const STEPS_PER_SEED = Number(process.env.EXT4TS_CRASH_STEPS ?? (LONG ? 2000 : 900));
 /** Kernel mounts over the whole run (spread evenly over the states). */
 const KERNEL_SAMPLE = LONG ? 60 : 10;
 /** e2fsck jobs in flight beside the in-process work. */
@@ -76,15 +78,58 @@ class JobPool {
   }
 }
 
+/**
+ * Image files reused across states: a state is written whole and synchronously over a file
+ * whose tmpfs pages already exist (~3 ms for 16 MiB), where MemoryDevice.saveImage makes a
+ * fresh file each time (~25 ms). A slot goes back to the free list when its job is done.
+ */
+class ImageSlots {
+  private readonly free: string[] = [];
+  private count = 0;
+  private scratch = new Uint8Array(0);
+  constructor(private readonly dir: () => string) {}
+
+  take(): string { return this.free.pop() ?? path.join(this.dir(), `state-${this.count++}.img`); }
+  give(file: string): void { this.free.push(file); }
+
+  /** Write the device's whole contents to `file` (made if missing). */
+  save(device: SyncBlockDevice, file: string): void {
+    if (this.scratch.length !== device.sizeBytes) this.scratch = new Uint8Array(device.sizeBytes);
+    device.readSync(0, this.scratch);
+    const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT); // no O_TRUNC: keep the pages
+    try {
+      for (let done = 0; done < this.scratch.length;) done += writeSync(fd, this.scratch, done, this.scratch.length - done, done);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
 let tmp: TempDir;
-beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-crash-'); });
-afterAll(() => tmp?.cleanup());
+let spawner: SpawnServer;
+const slots = new ImageSlots(() => tmp.dir);
+/** Where the serial part of the checks spends its time (ms), for the summary line. */
+const phaseMs: Record<string, number> = {};
+/** Summed time of the pool's jobs by kind (ms; they overlap each other and the serial part). */
+const jobMs: Record<string, number> = {};
+/** States checked over all seeds so far: picks the kernel's sample evenly. */
+let statesSoFar = 0;
+beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-crash-'); spawner = new SpawnServer(); });
+afterAll(() => { spawner?.close(); tmp?.cleanup(); });
+
+/** helpers/e2fs.ts's e2fsck (same complaint patterns), spawned by the lean helper process. */
+async function e2fsck(img: string, flags: readonly string[]): Promise<E2fsckResult> {
+  const result = await spawner.run('e2fsck', [...flags, img]);
+  const output = result.stdout + result.stderr;
+  const complaints = output.split('\n').filter((line) => E2FSCK_COMPLAINT_PATTERNS.some((pattern) => pattern.test(line)));
+  return { exitCode: result.exitCode, output, clean: result.exitCode === 0 && complaints.length === 0, complaints };
+}
 
 function imageTreeOf(fs: Awaited<ReturnType<typeof Ext4.mount>>): Promise<SeenTree> {
   return readImageTree(fs).then(({ tree }) => ({ entries: tree, readFile: (p: string) => fs.readFile(`/${p}`) as Promise<Buffer> }));
 }
 
-async function verifyWithExt4ts(device: SyncBlockDevice, acknowledged: readonly RecordedMark[], who: string): Promise<void> {
+async function verifyWithExt4ts(device: BlockDevice, acknowledged: readonly RecordedMark[], who: string): Promise<void> {
   const fs = await Ext4.mount(device, { readOnly: true });
   try {
     const problems = await checkAcknowledged(await imageTreeOf(fs), acknowledged);
@@ -94,25 +139,34 @@ async function verifyWithExt4ts(device: SyncBlockDevice, acknowledged: readonly 
   }
 }
 
+/** Adds the time `work` took to jobMs[name] (summary line). */
+async function timed<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try { return await work(); } finally { jobMs[name] = (jobMs[name] ?? 0) + performance.now() - started; }
+}
+
 async function expectClean(img: string, who: string): Promise<void> {
-  const result = await e2fsck(img, ['-fn']);
+  const result = await timed('e2fsck -fn', () => e2fsck(img, ['-fn']));
   if (!result.clean) throw new Error(`${who}: e2fsck -fn not clean (exit ${result.exitCode}):\n  ${result.complaints.slice(0, 10).join('\n  ')}`);
 }
 
 /** (b): e2fsck -fy replays the crash image; only replay lines allowed; then clean and complete. */
 async function e2fsckReplay(img: string, acknowledged: readonly RecordedMark[]): Promise<void> {
-  const fixed = await e2fsck(img, ['-fy']);
+  const fixed = await timed('e2fsck -fy', () => e2fsck(img, ['-fy']));
   const repairs = fixed.complaints.filter((line) => !E2FSCK_REPLAY_LINES.some((pattern) => pattern.test(line)));
   if (fixed.exitCode > 1 || repairs.length > 0) {
     throw new Error(`e2fsck -fy replay: exit ${fixed.exitCode}, repairs:\n  ${repairs.slice(0, 10).join('\n  ')}`);
   }
   await expectClean(img, 'after e2fsck -fy replay');
-  const device = await MemoryDevice.loadImage(img);
-  try {
-    await verifyWithExt4ts(device, acknowledged, 'after e2fsck -fy replay');
-  } finally {
-    device.closeSync();
-  }
+  await timed('verify e2fsck replay', async () => {
+    // Whole into memory: one read, where a FileDevice makes hundreds of small ones.
+    const device = await MemoryDevice.loadImage(img);
+    try {
+      await verifyWithExt4ts(device, acknowledged, 'after e2fsck -fy replay');
+    } finally {
+      device.closeSync();
+    }
+  });
 }
 
 /** (c): the kernel replays the crash image on a read-write loop mount. */
@@ -141,30 +195,37 @@ async function runSeed(seed: number, pool: JobPool, options: { images: number; k
     check: async (device, acknowledged, image: CrashImage) => {
       const index = stateIndex++;
       const specLine = formatCrashSpec(image.spec);
-      const slot = path.join(tmp.dir, `seed${seed}-${index}`);
-      const [pre, post, kern] = [`${slot}-pre.img`, `${slot}-post.img`, `${slot}-kernel.img`];
-      const undo = image.device;
-      await undo.saveImage(pre);
-      const kernel = options.kernel && index % options.kernelEvery === Math.floor(options.kernelEvery / 2);
+      const [pre, post] = [slots.take(), slots.take()];
+      let t = performance.now();
+      const lap = (phase: string): void => { const now = performance.now(); phaseMs[phase] = (phaseMs[phase] ?? 0) + now - t; t = now; };
+      slots.save(device, pre);
+      lap('save');
+      const kernel = options.kernel && statesSoFar++ % options.kernelEvery === Math.floor(options.kernelEvery / 2);
+      // A private copy: the kernel must not share a file e2fsck is checking.
+      const kern = path.join(tmp.dir, `kernel-${seed}-${index}.img`);
       if (kernel) await copyFile(pre, kern);
       // (a) ext4ts recovery, in memory.
       const fs = await mountReadWrite(device);
       await fs.unmount();
-      await undo.saveImage(post);
+      lap('recover');
+      slots.save(device, post);
+      lap('save');
       await verifyWithExt4ts(device, acknowledged, 'ext4ts recovery');
+      lap('verify');
       await pool.add(seed, specLine, async () => {
         try {
           await expectClean(post, 'after ext4ts recovery');
           await e2fsckReplay(pre, acknowledged);
         } finally {
-          await rm(post, { force: true });
-          await rm(pre, { force: true });
+          slots.give(post);
+          slots.give(pre);
         }
       });
+      lap('pool wait');
       if (kernel) {
         kernelChecked++;
         await pool.add(seed, specLine, async () => {
-          try { await kernelReplay(kern, acknowledged); } finally { await rm(kern, { force: true }); }
+          try { await timed('kernel', () => kernelReplay(kern, acknowledged)); } finally { await rm(kern, { force: true }); }
         });
       }
     },
@@ -204,7 +265,9 @@ describe('ext4ts crash images', () => {
     const totalMs = performance.now() - started;
     const states = runs.reduce((sum, run) => sum + run.report.statesChecked, 0);
     const kernelStates = runs.reduce((sum, run) => sum + run.kernelChecked, 0);
-    console.log(`crash images: ${states} states checked (${kernelStates} by the kernel too) in ${(totalMs / 1000).toFixed(1)} s`);
+    console.log(`crash images: ${states} states checked (${kernelStates} by the kernel too) in ${(totalMs / 1000).toFixed(1)} s; ` +
+      `serial part: ${Object.entries(phaseMs).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}; ` +
+      `pool jobs: ${Object.entries(jobMs).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
     const messages = [
       ...runs.flatMap((run) => run.report.failures.map((f) => `${describeFailures({ ...run.report, failures: [f] })}\n  or: ${reproducer(run.report.seed, f.specLine)}`)),
       ...pool.failures.map((f) => `seed ${f.seed} ${f.specLine}: ${f.message}\n  reproduce: ${reproducer(f.seed, f.specLine)}`),

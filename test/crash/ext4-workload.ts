@@ -38,17 +38,21 @@ import { Ext4, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type F
 import type { RecordedMark, RecordingDevice } from '../../packages/core/src/device/recording-device.js';
 import { contentBytes, makeRng } from '../helpers/tree.js';
 
-export const CRASH_IMAGE_BYTES = 32 * 1024 * 1024;
+/** Small, so that saving a state to an image file (the main cost per state) is cheap. */
+export const CRASH_IMAGE_BYTES = 16 * 1024 * 1024;
 /** The smallest journal ext4ts mkfs makes: wraps (checkpoints) every few dozen commits. */
 export const CRASH_JOURNAL_BLOCKS = 1024;
-/** Bytes of file data the workload keeps live at most (of a 32 MiB image). */
-const LIVE_DATA_BYTES_MAX = 10 * 1024 * 1024;
+/** Bytes of file data the workload keeps live at most (of a 16 MiB image with a 4 MiB journal). */
+const LIVE_DATA_BYTES_MAX = 4 * 1024 * 1024;
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f', 'g', `long-${'n'.repeat(40)}`];
 const DIR_DEPTH_MAX = 3;
 const BLOCK_BYTES = 4096;
-/** Chance that a step is an fsync / fdatasync / fs.sync(): ~10 journal blocks per commit, so
- * a 300-step run logs well over the 1024-block journal and checkpoints to make room. */
-const SYNC_PROBABILITY = 0.25;
+/**
+ * Chance that a step is an fsync / fdatasync / fs.sync() (pwrite and open+unlink steps also
+ * fsync at times): ~1 commit per 6 steps, ~10 journal blocks each, so a 900-step run logs
+ * ~1,600 blocks and wraps the 1024-block journal, checkpointing to make room.
+ */
+const SYNC_PROBABILITY = 0.1;
 
 // ---- model ---------------------------------------------------------------------------
 
@@ -216,7 +220,7 @@ export async function ext4Workload(
   const data = (n: number): Buffer => contentBytes(seed, `w${dataCounter++}`, 0, n);
   const size = (): number => {
     const r = rng();
-    return r < 0.6 ? below(12_000) : r < 0.9 ? below(150_000) : below(1_200_000);
+    return r < 0.6 ? below(12_000) : r < 0.92 ? below(100_000) : below(600_000);
   };
   /** Handles of unlinked files still open: [handle, file id]. */
   const orphans: Array<[FileHandle, number]> = [];
