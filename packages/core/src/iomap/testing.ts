@@ -148,7 +148,8 @@ export class FakeFs {
       }
       file.seq++;
     }
-    const iomap = this.lookup(file, offsetBytes, Math.max(dirtyLengthBytes, bs));
+    // Like ext4: map as far as the extent goes (not just the dirty run), so later folios reuse it.
+    const iomap = this.lookup(file, offsetBytes, Math.max(dirtyLengthBytes, MAPPING_BLOCKS_MAX * bs));
     this.stats.begins--;
     assert(iomap.type !== IomapType.DELALLOC, 'mapBlocks allocated the delayed extent');
     return iomap;
