@@ -235,7 +235,7 @@ async function runSeed(seed: number, pool: JobPool, options: { images: number; k
 }
 
 function reproducer(seed: number, specLine: string): string {
-  return `EXT4TS_CRASH_REPLAY='${seed} ${specLine}' npx vitest run test/crash/ext4-crash.test.ts`;
+  return `EXT4TS_CRASH_STEPS=${STEPS_PER_SEED} EXT4TS_CRASH_REPLAY='${seed} ${specLine}' npx vitest run test/crash/ext4-crash.test.ts`;
 }
 
 describe('ext4ts crash images', () => {
