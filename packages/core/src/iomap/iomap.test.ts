@@ -240,9 +240,9 @@ class FaultingBytes extends Uint8Array {
   constructor(length: number, private readonly faultAt: number) {
     super(length);
   }
-  override subarray(begin?: number, end?: number): Uint8Array {
+  override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
     if (this.calls++ >= this.faultAt) throw new Error('copy fault');
-    return new Uint8Array(this.buffer, this.byteOffset + (begin ?? 0), (end ?? this.length) - (begin ?? 0));
+    return new Uint8Array(this.buffer as ArrayBuffer, this.byteOffset + (begin ?? 0), (end ?? this.length) - (begin ?? 0));
   }
 }
 
