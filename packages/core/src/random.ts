@@ -19,3 +19,9 @@ export function seededRandom(seed: number): () => number {
 export function randomBelow(random: () => number, bound: number): number {
   return Math.floor((random() / 2 ** 32) * bound);
 }
+
+/** A generator of numbers in [0, 1) from `seed` (the same sequence as seededRandom / 2^32). */
+export function seededUnitRandom(seed: number): () => number {
+  const next = seededRandom(seed);
+  return () => next() / 4294967296;
+}

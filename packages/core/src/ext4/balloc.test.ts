@@ -16,22 +16,14 @@ import { mkfs } from './mkfs.js';
 import { blockAllocator, isBlockInUse, isParked } from './balloc.js';
 import { inodeAllocator } from './ialloc.js';
 import type { BlockRun } from './write-api.js';
+import { seededUnitRandom } from '../random.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-balloc-'); });
 afterAll(() => tmp.cleanup());
 
-/** mulberry32: a tiny seeded PRNG, so every failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
+const rng = seededUnitRandom;
 
 function mkfsExt4(name: string, size: string, extra: string[] = []): string {
   const img = join(tmp.dir, name);

@@ -26,6 +26,7 @@ import { leafSplitIndex } from './htree-write.js';
 import { lookup, resolvePath } from './namei.js';
 import { Ext4Mount } from './mount.js';
 import type { ExtentWriter } from './write-api.js';
+import { seededUnitRandom } from '../random.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-dirw-'); });
@@ -34,17 +35,8 @@ afterAll(() => tmp.cleanup());
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-/** mulberry32: a tiny seeded PRNG, so every failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
+const rng = seededUnitRandom;
 
 /** Test-only: append blocks as extents in i_block (depth 0, ≤ 4 extents). */
 const inodeRootExtents: ExtentWriter = {

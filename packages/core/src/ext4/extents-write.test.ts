@@ -16,21 +16,14 @@ import { Ext4Mount } from './mount.js';
 import { walkMappings } from './extents.js';
 import { extentWriter } from './extents-write.js';
 import { blockAllocator } from './balloc.js';
+import { seededUnitRandom } from '../random.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-extw-'); });
 afterAll(() => tmp.cleanup());
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
+const rng = seededUnitRandom;
 
 /** An image with /small (10 blocks) and /empty (0 blocks); returns the path and their inodes. */
 function makeImage(name: string, size: string): { img: string; small: number; empty: number } {

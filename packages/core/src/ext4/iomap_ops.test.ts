@@ -21,6 +21,7 @@ import { blockAllocator } from './balloc.js';
 import { EsStatus } from './extents_status.js';
 import { checkReservations, inodeState, punchInodeState } from './map_blocks.js';
 import { delallocAccount } from './delalloc.js';
+import { seededUnitRandom } from '../random.js';
 import {
   Ext4IomapInode, ext4IomapDaWriteOps, ext4IomapReadOps, ext4IomapWriteOps, ext4WritebackOps,
 } from './iomap_ops.js';
@@ -33,16 +34,8 @@ const BS = 4096;
 /** The ops never touch the page cache mapping; the stand-in keeps its own dirty blocks. */
 const NO_MAPPING = undefined as unknown as AddressSpace;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
+const rng = seededUnitRandom;
 
 interface File { inode: Ext4IomapInode; dirty: Map<number, Uint8Array> }
 

@@ -11,6 +11,7 @@ import { assert } from '../assert.js';
 import type { BlockDevice, WriteOptions } from '../device/block-device.js';
 import { BlockType, JBD2_MAGIC, JSB_SIZE_BYTES, decodeJournalSuperblock, encodeJournalSuperblock, type JournalSuperblock } from '../format/jbd2.js';
 import type { JournalExtent } from './log-map.js';
+import { seededUnitRandom } from '../random.js';
 
 export interface FreshJournalOptions {
   blockSizeBytes: number;
@@ -119,14 +120,5 @@ export function crashImage(base: Uint8Array, ops: readonly DeviceOp[], cut: numb
   return image;
 }
 
-/** Small deterministic PRNG (mulberry32) so every failure reproduces from its seed. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG in [0, 1) (random.ts), so every failure reproduces from its seed. */
+export const prng = seededUnitRandom;
