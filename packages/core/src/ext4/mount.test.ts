@@ -89,6 +89,33 @@ describe('Ext4Mount read-write', () => {
     expect(debugfsStat(img, '<2>')).toMatch(/User:\s+4242/);
   });
 
+  it('a torn home superblock (bad checksum, RECOVER set) is replayed from the journal by a read-write open; without RECOVER it stays EBADMSG', async () => {
+    const device = await FileDevice.open(img);
+    const mount = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    await touchRoot(mount); // journals block 0 (the superblock) with RECOVER set
+    await mount.sync();
+    mount.journal!.abort();
+    // Tear: the second 512-byte sector of the superblock gets other bytes.
+    const sector = Buffer.alloc(512, 0x5a);
+    await device.write(1536, sector);
+    await device.close();
+
+    const readOnlyCopy = join(dir, 'ro.img');
+    copyFileSync(img, readOnlyCopy);
+    const ro = await FileDevice.open(readOnlyCopy, { readOnly: true });
+    await expect(Ext4Mount.open(ro, { readOnly: true, ignoreJournal: true })).rejects.toMatchObject({ code: 'EBADMSG' });
+    await ro.close();
+
+    const again = await FileDevice.open(img);
+    const remount = await Ext4Mount.open(again, { readOnly: false, commitIntervalMs: 0 });
+    expect((await remount.inode(2)).uid).toBe(4242);
+    await remount.close();
+    await again.close();
+    const fsck = e2fsck(img);
+    expect(fsck.out).not.toMatch(/\?|recover|WARNING/i);
+    expect(fsck.code).toBe(0);
+  });
+
   it('Ext4Mount.open refuses read-write on a read-only device with EROFS', async () => {
     const device = await FileDevice.open(img, { readOnly: true });
     await expect(Ext4Mount.open(device, { readOnly: false })).rejects.toMatchObject({ code: 'EROFS' });

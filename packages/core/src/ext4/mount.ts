@@ -60,13 +60,15 @@ export class Ext4Mount {
   static async open(device: BlockDevice, options: MountOpenOptions = {}): Promise<Ext4Mount> {
     if (options.readOnly !== false) return new Ext4Mount(await openSuper(device, options), undefined);
     if (device.readOnly) throw new FsError('EROFS', { syscall: 'mount', detail: 'the device is read-only' });
-    let ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true });
+    // A torn superblock (checksum mismatch with RECOVER set) is tolerated here only: the
+    // replay below rewrites block 0 from the journal, and the re-open checks it strictly.
+    let ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true, tornSuperblockBeforeReplay: true });
     checkMountable(ext4.sb, true);
     if ((ext4.sb.featureCompat & 0x4) === 0) {
       throw new FsError('ENOTSUP', { syscall: 'mount', detail: 'read-write mounts need a journal (has_journal)' });
     }
     let geometry = await journalGeometry(ext4);
-    if (ext4.journalNeedsRecovery) {
+    if (ext4.journalNeedsRecovery || (ext4.sb.featureIncompat & Incompat.RECOVER) !== 0) {
       await recoverJournal(device, geometry, { fsBlockCount: ext4.blocksCount });
       // Replay rewrote metadata, the superblock included: start over from the device.
       ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true });

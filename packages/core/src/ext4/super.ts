@@ -27,6 +27,13 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** Open even though the journal holds transactions that were never replayed. */
   ignoreJournal?: boolean;
+  /**
+   * Accept a superblock whose checksum does not match, when it says the journal needs
+   * recovery: a crash can tear the checkpoint write of block 0 between its sectors, and
+   * the journal still holds the committed copy. Only for the read-write open, which
+   * replays at once and then re-opens with every check (ext4/mount.ts).
+   */
+  tornSuperblockBeforeReplay?: boolean;
   /** Bound on cached metadata blocks. */
   cacheBlocksMax?: number;
 }
@@ -161,7 +168,8 @@ function checkGroupDesc(sb: Superblock, g: Geometry, gdt: Uint8Array, group: num
 /** Open and check the superblock and group descriptors; no inode is read yet. */
 async function openGeometry(device: BlockDevice, options: OpenOptions): Promise<{ sb: Superblock; g: Geometry; groups: GroupDesc[]; verdict: FeatureVerdict }> {
   const sb = await readSuperblock(device);
-  verifySuperblock(sb, device.sizeBytes);
+  const torn = options.tornSuperblockBeforeReplay === true && (sb.featureIncompat & Incompat.RECOVER) !== 0;
+  verifySuperblock(sb, device.sizeBytes, { skipChecksum: torn });
   const verdict = checkMountable(sb, options.readOnly === false);
   if (options.readOnly === false) throw new FsError('EROFS', { syscall: 'mount', detail: 'ext4ts mounts read-only for now' });
   const g = geometryOf(sb, device);
