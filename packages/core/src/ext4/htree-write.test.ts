@@ -14,18 +14,16 @@ import { join } from 'node:path';
 import { FileDevice } from '../device/index.js';
 import { DirFileType, dirEntryMinLen, DIR_TAIL_BYTES } from '../format/dirent.js';
 import { dirHash } from '../format/dirhash.js';
-import { decodeExtent, decodeExtentHeader, encodeExtent, encodeExtentHeader, EXT_INIT_MAX_LEN } from '../format/extent.js';
 import { InodeFlags } from '../format/inode.js';
 import { debugfs, e2fsck, mke2fsFromDir, parseDebugfsLs, requireE2fsprogs } from '../../../../test/helpers/e2fs.js';
 import { loopMountSupport, withLoopMount } from '../../../../test/helpers/loop-mount.js';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
-import { blockAllocator } from './balloc.js';
 import { DIR_ADD_CREDITS_MAX, Ext4DirectoryWriter } from './dir-write.js';
 import { leafSplitIndex } from './htree-write.js';
 import { lookup, resolvePath } from './namei.js';
 import { Ext4Mount } from './mount.js';
-import type { ExtentWriter } from './write-api.js';
 import { seededUnitRandom } from '../random.js';
+import { extentWriter } from './extents-write.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-htreew-'); });
@@ -36,36 +34,8 @@ const enc = new TextEncoder();
 /** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
 const rng = seededUnitRandom;
 
-/** Test-only (same as dir-write.test.ts): extents in i_block, blocks from the real allocator. */
-const inodeRootExtents: ExtentWriter = {
-  async mapOrAllocate(mount, h, ino, lblk, count) {
-    expect(count).toBe(1);
-    const inode = await mount.inode(ino);
-    const header = decodeExtentHeader(inode.block);
-    expect(header.depth).toBe(0);
-    const last = header.entries > 0 ? decodeExtent(inode.block, header.entries - 1) : undefined;
-    if (last !== undefined) expect(last.lblk + last.len).toBe(lblk);
-    const goal = last !== undefined ? last.pblk + last.len : mount.ext4.groups[0].inodeTable;
-    const run = await blockAllocator.allocate(mount, h, { goal, count: 1 });
-    await mount.writeInode(h, ino, (raw) => {
-      const root = raw.block;
-      if (last !== undefined && last.pblk + last.len === run.start && last.len < EXT_INIT_MAX_LEN) {
-        encodeExtent(root, header.entries - 1, { ...last, len: last.len + 1 });
-      } else {
-        if (header.entries >= 4) throw new Error('test extent writer: i_block full');
-        encodeExtent(root, header.entries, { lblk, len: 1, pblk: run.start, unwritten: false });
-        encodeExtentHeader(root, { ...header, entries: header.entries + 1 });
-      }
-      raw.blocks += mount.ext4.blockSizeBytes / 512;
-      raw.flags |= InodeFlags.EXTENTS;
-    });
-    return [{ lblk, count: 1, pblk: run.start, unwritten: false, fresh: true }];
-  },
-  removeRange() { throw new Error('not in this test'); },
-  convertUnwritten() { throw new Error('not in this test'); },
-};
-
-const dirs = new Ext4DirectoryWriter(inodeRootExtents);
+/** Directory blocks are mapped by the real extent writer (tree growth included). */
+const dirs = new Ext4DirectoryWriter(extentWriter);
 
 interface Opened { device: FileDevice; mount: Ext4Mount }
 
