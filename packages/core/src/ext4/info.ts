@@ -4,7 +4,7 @@
  * Pure: takes decoded structures, returns [key, value] pairs.
  */
 import {
-  type Superblock, featureNames, blockSizeBytes, SbFlags, State, Compat,
+  type Superblock, featureNames, blockSizeBytes, SbFlags, State, Compat, RoCompat,
 } from '../format/superblock.js';
 import { type JournalSuperblock, JIncompat, JCompat, decodeJournalSuperblock } from '../format/jbd2.js';
 import type { Ext4Super } from './super.js';
@@ -119,7 +119,7 @@ function tailReport(sb: Superblock): ReportLine[] {
   lines.push(['Default directory hash', HASH_NAMES[sb.defHashVersion] ?? String(sb.defHashVersion)]);
   lines.push(['Directory Hash Seed', uuidString(sb.hashSeed)]);
   if (sb.jnlBackupType === 1) lines.push(['Journal backup', 'inode blocks']);
-  if ((sb.featureRoCompat & 0x400) !== 0) {
+  if ((sb.featureRoCompat & RoCompat.METADATA_CSUM) !== 0) {
     lines.push(['Checksum type', sb.checksumType === 1 ? 'crc32c' : String(sb.checksumType)]);
     lines.push(['Checksum', `0x${sb.checksum.toString(16).padStart(8, '0')}`]);
   }

@@ -25,7 +25,7 @@
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import {
-  Incompat, encodeSuperblock, checkMountable, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES, has64bit, RoCompat,
+  Compat, Incompat, encodeSuperblock, checkMountable, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES, has64bit, RoCompat,
 } from '../format/superblock.js';
 import { encodeGroupDesc, sealGroupDesc, type GdChecksumContext } from '../format/group-desc.js';
 import { decodeInode, encodeInode, inodeChecksumSeed, type Inode } from '../format/inode.js';
@@ -64,7 +64,7 @@ export class Ext4Mount {
     // replay below rewrites block 0 from the journal, and the re-open checks it strictly.
     let ext4 = await openSuper(device, { ...options, readOnly: true, ignoreJournal: true, tornSuperblockBeforeReplay: true });
     checkMountable(ext4.sb, true);
-    if ((ext4.sb.featureCompat & 0x4) === 0) {
+    if ((ext4.sb.featureCompat & Compat.HAS_JOURNAL) === 0) {
       throw new FsError('ENOTSUP', { syscall: 'mount', detail: 'read-write mounts need a journal (has_journal)' });
     }
     let geometry = await journalGeometry(ext4);
