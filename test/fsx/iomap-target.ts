@@ -13,7 +13,7 @@
  */
 import { assert } from '../../packages/core/src/assert.js';
 import { type FakeFsEnv, type FakeFsFile } from '../../packages/core/src/iomap/testing.js';
-import type { FsxCapabilities, FsxTarget } from './target.js';
+import type { FsxCapabilities, FsxTarget } from '../../packages/cli/src/fsx/target.js';
 
 export interface IomapFsxTargetOptions {
   /** Drop clean folios after every Nth fsync (0: never). */

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { withFakeFs } from '../../packages/core/src/iomap/testing.js';
 import { IomapFsxTarget } from './iomap-target.js';
-import { runFsx } from './run.js';
+import { runFsx } from '../../packages/cli/src/fsx/run.js';
 
 const OPS = 20_000;
 

@@ -12,7 +12,7 @@
  *
  * `bugs` turns on deliberate mistakes so tests can prove the exerciser catches them.
  */
-import type { FsxCapabilities, FsxTarget } from './target.js';
+import type { FsxCapabilities, FsxTarget } from '../../packages/cli/src/fsx/target.js';
 
 export const MEMORY_TARGET_PAGE_BYTES = 4096;
 

@@ -3,7 +3,7 @@
  * Files are tiny (16-byte max) so each expected image is written out in full.
  */
 import { describe, it, expect } from 'vitest';
-import { FsxModel } from './model.js';
+import { FsxModel } from '../../packages/cli/src/fsx/model.js';
 
 const bytes = (...values: number[]): number[] => values;
 const image = (m: FsxModel): number[] => Array.from(m.image());

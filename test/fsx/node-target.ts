@@ -16,7 +16,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { FsxCapabilities, FsxTarget } from './target.js';
+import type { FsxCapabilities, FsxTarget } from '../../packages/cli/src/fsx/target.js';
 
 const execFileAsync = promisify(execFile);
 const FALLOCATE_TOOL = 'fallocate';

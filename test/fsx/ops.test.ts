@@ -4,11 +4,11 @@
  * fsx option letters land in the right fields.
  */
 import { describe, it, expect } from 'vitest';
-import { FsxModel } from './model.js';
-import { FsxOpGenerator, makeOriginalBuffer, makeWriteData, suspectOpMod256, type FsxOp } from './ops.js';
-import { formatOpLine, formatOpLog, parseOpLog } from './log.js';
-import { defaultFsxRunOptions } from './run.js';
-import { FsxUsageError, parseFsxArgs } from './options.js';
+import { FsxModel } from '../../packages/cli/src/fsx/model.js';
+import { FsxOpGenerator, makeOriginalBuffer, makeWriteData, suspectOpMod256, type FsxOp } from '../../packages/cli/src/fsx/ops.js';
+import { formatOpLine, formatOpLog, parseOpLog } from '../../packages/cli/src/fsx/log.js';
+import { defaultFsxRunOptions } from '../../packages/cli/src/fsx/run.js';
+import { FsxUsageError, parseFsxArgs } from '../../packages/cli/src/fsx/options.js';
 
 /** Drives the generator against a model (so trimming sees real sizes) and returns the ops. */
 function generate(overrides: Partial<ReturnType<typeof defaultFsxRunOptions>>, count: number): FsxOp[] {

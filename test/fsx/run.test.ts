@@ -16,10 +16,10 @@ import path from 'node:path';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { NodeFsxTarget } from './node-target.js';
 import { MemoryFsxTarget } from './memory-target.js';
-import { FsxFailure, runFsx, type FsxRunOptions } from './run.js';
-import { parseOpLog } from './log.js';
-import { loadFsxRun, parseFsxArgs } from './options.js';
-import type { FsxTarget } from './target.js';
+import { FsxFailure, runFsx, type FsxRunOptions } from '../../packages/cli/src/fsx/run.js';
+import { parseOpLog } from '../../packages/cli/src/fsx/log.js';
+import { loadFsxRun, parseFsxArgs } from '../../packages/cli/src/fsx/options.js';
+import type { FsxTarget } from '../../packages/cli/src/fsx/target.js';
 
 const FEW_SPAWNS = { opWeights: { fallocate: 0.1, punch_hole: 0.1, zero_range: 0.1, fsync: 0.25 } } satisfies Partial<FsxRunOptions>;
 

@@ -1,8 +1,9 @@
 /**
  * The file an fsx run exercises, as a small ops table (the lwext4 block-device habit): the
- * exerciser knows nothing about where the bytes live. Today it runs over the host
- * filesystem (node-target.ts) and an in-memory page-cache model (memory-target.ts); later
- * over one regular file inside an ext4ts image.
+ * exerciser knows nothing about where the bytes live. `ext4ts fsx` runs it over one regular
+ * file inside an ext4ts image (ext4-target.ts); the tests also run it over the host file
+ * system, an in-memory page-cache model and the generic iomap layer on a fake file system
+ * (test/fsx/node-target.ts, memory-target.ts, iomap-target.ts).
  *
  * Conventions for every method (half-open byte ranges [pos, pos + len), sizes in bytes):
  * - All offsets and lengths are non-negative safe integers; `len` may be 0 only where noted.

@@ -1,5 +1,5 @@
 /**
- * fsx-style command line for a future `ext4ts fsx [options] [fname]`: getopt-like short
+ * fsx-style command line for `ext4ts fsx [options] [fname]`: getopt-like short
  * options (clustered "-RW", "-N100" and "-N 100" all work) plus the long options below.
  * parseFsxArgs() is pure; loadFsxRun() reads the --replay-ops file and returns what
  * runFsx() takes. Numbers are decimal or 0x-hex with an optional k/m/g (×1024) suffix.
