@@ -11,8 +11,10 @@ import {
 } from '@ext4ts/core';
 import { parseArgs, parseSize, UsageError } from './args.js';
 import { modeString, statText, lsLine } from './text.js';
+import { fsxCommand } from './fsx/command.js';
 
-type Command = (argv: string[]) => Promise<void>;
+/** Resolves to the exit code, or nothing for 0 (fsx returns 1 when a check failed). */
+type Command = (argv: string[]) => Promise<void | number>;
 
 async function withImage<T>(image: string, body: (fs: Ext4Filesystem, device: SyncBlockDevice) => Promise<T>): Promise<T> {
   const device = await FileDevice.open(image, { readOnly: true });
@@ -391,6 +393,7 @@ const touchCommand: Command = async (argv) => {
 export const commands: Record<string, Command> = {
   mkfs: mkfsCommand, info: infoCommand, ls: lsCommand, cat: catCommand, stat: statCommand, cp: cpCommand, demo: demoCommand,
   mkdir: mkdirCommand, rm: rmCommand, mv: mvCommand, ln: lnCommand, chmod: chmodCommand, touch: touchCommand,
+  fsx: fsxCommand,
 };
 
 export { modeString };

@@ -17,9 +17,11 @@
  *   ext4ts chmod IMAGE MODE PATH...
  *   ext4ts touch [-d TIME] IMAGE PATH...
  *   ext4ts demo
+ *   ext4ts fsx [fsx options] [--buffered iomap|buffer_head] [--no-large-folios]
+ *              [--cache-size SIZE] [--image FILE] [fname]   (fsx exerciser on an ext4ts file)
  *
- * Exit codes: 0 ok, 1 an operation failed (FsError, printed as `ext4ts: CODE: …`),
- * 2 bad usage.
+ * Exit codes: 0 ok, 1 an operation failed (FsError, printed as `ext4ts: CODE: …`; fsx: a
+ * check failed), 2 bad usage.
  */
 import { FsError } from '@ext4ts/core';
 import { UsageError } from './args.js';
@@ -41,7 +43,11 @@ const USAGE = `usage: ext4ts <command> [options]
   chmod IMAGE MODE PATH...             set permission bits (octal)
   touch [-d TIME] IMAGE PATH...        create if missing; set atime and mtime (now, or -d:
                                        seconds since the epoch or a date string)
-  demo                                 make and inspect a filesystem on the in-memory device`;
+  demo                                 make and inspect a filesystem on the in-memory device
+  fsx [options] [fname]                fsx exerciser on one file of an ext4ts image (fstests'
+                                       option letters -N -S -l -o -R -W -F -H -z --replay-ops,
+                                       plus --buffered, --no-large-folios, --cache-size, --image;
+                                       'ext4ts fsx -h' lists them)`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -51,8 +57,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   if (command === undefined) throw new UsageError(`unknown command '${name}'`);
-  await command(rest);
-  return 0;
+  return (await command(rest)) ?? 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -124,3 +124,44 @@ export function describeOp(op: FsxOp, opNumber: number): string {
       return `${prefix} ${range}`;
   }
 }
+
+/**
+ * Checks a parsed log before a replay, so a cut or hand-edited log is refused up front
+ * (a usage error) instead of failing mid-run as if the file system were wrong: every
+ * range lies inside maxFileLen, every op that moves bytes has a length, a mapread stays
+ * inside the file (a mapping cannot read past EOF), and each line's size column is the
+ * size the ops before it leave. Returns the first problem (null: the log is fine).
+ */
+export function checkOpLog(ops: readonly FsxOp[], maxFileLen: number): string | null {
+  let sizeBytes = 0;
+  for (let index = 0; index < ops.length; index++) {
+    const op = ops[index];
+    const n = index + 1;
+    const end = op.offset + op.length;
+    if (op.sizeBefore !== sizeBytes) return `op ${n}: size column ${hex(op.sizeBefore)}, but the ops before it leave ${hex(sizeBytes)}`;
+    if (op.skip) continue;
+    if (end > maxFileLen) return `op ${n}: ${op.name} ends at ${hex(end)}, past maxfilelen ${hex(maxFileLen)}`;
+    const movesBytes = op.name !== 'truncate' && op.name !== 'fsync' && op.name !== 'read';
+    if (movesBytes && op.length === 0) return `op ${n}: ${op.name} of length 0`;
+    if (op.name === 'mapread' && end > sizeBytes) return `op ${n}: mapread past EOF ${hex(sizeBytes)}`;
+    sizeBytes = sizeAfter(op, sizeBytes);
+  }
+  return null;
+}
+
+/** The file size after `op` (the model's size rules, fsx's). */
+function sizeAfter(op: FsxOp, sizeBytes: number): number {
+  const end = op.offset + op.length;
+  switch (op.name) {
+    case 'write':
+    case 'mapwrite':
+      return Math.max(sizeBytes, end);
+    case 'truncate':
+      return op.length;
+    case 'fallocate':
+    case 'zero_range':
+      return op.keepSize ? sizeBytes : Math.max(sizeBytes, end);
+    default:
+      return sizeBytes;
+  }
+}

@@ -5,8 +5,8 @@
  * runFsx() takes. Numbers are decimal or 0x-hex with an optional k/m/g (×1024) suffix.
  */
 import { readFileSync } from 'node:fs';
-import { parseOpLog } from './log.js';
-import type { FsxRunOptions } from './run.js';
+import { checkOpLog, parseOpLog, type ParsedFsxLog } from './log.js';
+import { defaultFsxRunOptions, type FsxRunOptions } from './run.js';
 
 export const FSX_USAGE = `usage: ext4ts fsx [options] [fname]
   -N numops    total ops to run (default 10000)
@@ -29,7 +29,9 @@ export const FSX_USAGE = `usage: ext4ts fsx [options] [fname]
   --record-ops[=FILE]    write the op log to FILE (default fname.fsxops), pass or fail
   --buffered iomap|buffer_head   ext4ts buffered I/O path (default iomap)
   --no-large-folios      ext4ts: single-page folios only
-  --image FILE           run in this ext4 image (default: a fresh in-memory image)`;
+  --cache-size SIZE      ext4ts page cache size (e.g. 2m; default the engine's)
+  --image FILE           run in this ext4 image (default: a fresh in-memory image)
+  --remount-every K      with -c: every Kth close/reopen also unmounts and mounts again`;
 
 export type FsxBufferedPath = 'iomap' | 'buffer_head';
 
@@ -46,6 +48,10 @@ export interface FsxCliOptions {
   buffered: FsxBufferedPath;
   largeFolios: boolean;
   imagePath?: string;
+  /** --cache-size: page cache bytes of the mount. */
+  cacheBytes?: number;
+  /** --remount-every: every Kth reopen also remounts (0 = never). */
+  remountEvery: number;
 }
 
 export class FsxUsageError extends Error {
@@ -61,7 +67,7 @@ const SHORT_WITH_ARG = new Set(['N', 'S', 'l', 'o', 'r', 'w', 't', 'e', 'c', 'P'
 const SHORT_FLAGS = new Set(['O', 'R', 'W', 'F', 'K', 'H', 'z', 'y', 'X', 'q']);
 
 export function parseFsxArgs(argv: readonly string[]): FsxCliOptions {
-  const cli: FsxCliOptions = { run: {}, fileName: 'fsxfile', seedGiven: false, quiet: false, buffered: 'iomap', largeFolios: true };
+  const cli: FsxCliOptions = { run: {}, fileName: 'fsxfile', seedGiven: false, quiet: false, buffered: 'iomap', largeFolios: true, remountEvery: 0 };
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -139,6 +145,8 @@ function applyLong(cli: FsxCliOptions, name: string, value: () => string, inline
     case '--check-every': cli.run.checkEveryOps = parseNumber(value(), name); return;
     case '--image': cli.imagePath = value(); return;
     case '--no-large-folios': cli.largeFolios = false; return;
+    case '--cache-size': cli.cacheBytes = positive(parseNumber(value(), name), name); return;
+    case '--remount-every': cli.remountEvery = parseNumber(value(), name); return;
     case '--buffered': {
       const path = value();
       if (path !== 'iomap' && path !== 'buffer_head') throw new FsxUsageError(`--buffered takes iomap or buffer_head, not '${path}'`);
@@ -166,14 +174,22 @@ function positive(n: number, what: string): number {
 /**
  * What runFsx takes for these options: reads the --replay-ops file (its header's seed and
  * max file length are used unless -S / -l were given, since the write data depends on both).
+ * An unreadable, unparsable or inconsistent log (checkOpLog) is an FsxUsageError.
  */
 export function loadFsxRun(cli: FsxCliOptions): Partial<FsxRunOptions> {
   const run = { ...cli.run };
   if (cli.replayOpsPath === undefined) return run;
-  const log = parseOpLog(readFileSync(cli.replayOpsPath, 'utf8'));
+  let log: ParsedFsxLog;
+  try {
+    log = parseOpLog(readFileSync(cli.replayOpsPath, 'utf8'));
+  } catch (error) {
+    throw new FsxUsageError(`--replay-ops ${cli.replayOpsPath}: ${error instanceof Error ? error.message : String(error)}`);
+  }
   run.replayOps = log.ops;
   if (!cli.seedGiven && log.header.seed !== undefined) run.seed = log.header.seed;
   if (run.maxFileLen === undefined && log.header.maxFileLen !== undefined) run.maxFileLen = log.header.maxFileLen;
   if (run.numOps === undefined) run.numOps = log.ops.length;
+  const problem = checkOpLog(log.ops, run.maxFileLen ?? defaultFsxRunOptions().maxFileLen);
+  if (problem !== null) throw new FsxUsageError(`--replay-ops ${cli.replayOpsPath}: ${problem}`);
   return run;
 }

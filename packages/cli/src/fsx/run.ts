@@ -46,6 +46,10 @@ export interface FsxRunOptions extends FsxGeneratorOptions {
   fileName: string;
   /** How many of the last ops a failure lists. */
   recentOpsCount: number;
+  /** Call onProgress after every Kth op (0: never). */
+  progressEveryOps: number;
+  /** Progress report (the CLI prints a line); the op is done and its size checked. */
+  onProgress?: (opNumber: number, sizeBytes: number) => void;
 }
 
 export function defaultFsxRunOptions(): FsxRunOptions {
@@ -55,7 +59,7 @@ export function defaultFsxRunOptions(): FsxRunOptions {
     mappedReads: true, mappedWrites: true, fallocateCalls: true, keepSizeCalls: true,
     punchCalls: true, zeroCalls: true, fsyncCalls: true, closeOpenProb: 0,
     fsyncAfterWrite: false, checkEveryOps: 0, polluteEof: false,
-    fileName: 'fsxfile', recentOpsCount: 20,
+    fileName: 'fsxfile', recentOpsCount: 20, progressEveryOps: 0,
   };
 }
 
@@ -190,6 +194,7 @@ async function runOps(state: RunState): Promise<void> {
     state.ops.push(op);
     await step(state, op, n);
     if (options.checkEveryOps > 0 && n % options.checkEveryOps === 0) await checkWholeFile(state);
+    if (options.progressEveryOps > 0 && n % options.progressEveryOps === 0) options.onProgress?.(n, model.sizeBytes);
   }
 }
 
