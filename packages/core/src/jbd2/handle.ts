@@ -38,6 +38,18 @@ export interface JournalHandle {
    * Never run if the journal aborts first.
    */
   onCommitted(callback: () => void): void;
+  /**
+   * data=ordered (jbd2's ordered-data inode list, reduced to its essence): this handle's
+   * transaction writes its commit block only after `wait()` has resolved — the data its
+   * metadata points at (blocks it allocated, a size it raised) is on the device first.
+   * The commit calls `wait` once, after every handle of the transaction has stopped, and
+   * awaits it beside its own log writes, before the flush that precedes the commit
+   * block. `wait` must not start a handle nor wait for anything that waits for this
+   * commit: in practice it waits for data writes already submitted. A rejection aborts
+   * the journal (ext4's data_err=abort); to ignore a data error, record it and resolve.
+   * Dropped if the transaction turns out empty or the journal aborts first.
+   */
+  orderData(wait: () => Promise<void>): void;
 }
 
 /** What the filesystem needs from a journal (or from the no-journal writer used by mkfs/tests). */

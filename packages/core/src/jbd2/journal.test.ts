@@ -550,3 +550,55 @@ describe('JournalHandle.onCommitted', () => {
     expect(seen).toEqual(['first', 'second']);
   });
 });
+
+describe('JournalHandle.orderData', () => {
+  const DATA_BLOCK = 1800; // outside the metadata range and the journal
+
+  it('the commit block follows the flush that follows the ordered data; waits run after the handles drained', async () => {
+    const device = new RecordingDevice(await freshDevice());
+    const journal = await openJournal(device);
+    const events: string[] = [];
+    const h = await journal.start(1);
+    (await h.getWriteAccess(40))[0] = 0x77;
+    h.dirtyMetadata(40);
+    h.orderData(async () => {
+      events.push('wait');
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a slow data write
+      await device.write(DATA_BLOCK * BS, new Uint8Array(BS).fill(0xda));
+      events.push('data written');
+    });
+    const committed = journal.commit();
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(events).toEqual([]); // the handle is still open: the commit is draining
+    await journal.stop(h);
+    await committed;
+    expect(events).toEqual(['wait', 'data written']);
+    const dataAt = device.ops.findIndex((op) => op.kind === 'write' && op.offsetBytes === DATA_BLOCK * BS);
+    const commitAt = device.ops.findIndex((op) => op.kind === 'write' && op.fua && decodeJournalHeader(op.bytes).blockType === BlockType.COMMIT);
+    const flushAt = device.ops.slice(0, commitAt).map((op) => op.kind).lastIndexOf('flush');
+    expect(dataAt).toBeGreaterThanOrEqual(0);
+    expect(dataAt).toBeLessThan(flushAt);
+    expect(flushAt).toBeLessThan(commitAt);
+  });
+
+  it('an empty transaction drops its waits; a rejected wait aborts the journal with no commit block', async () => {
+    const device = new RecordingDevice(await freshDevice());
+    const journal = await openJournal(device);
+    let called = 0;
+    const empty = await journal.start(1);
+    empty.orderData(async () => { called++; });
+    await journal.stop(empty);
+    await journal.commit();
+    expect(called).toBe(0);
+
+    const h = await journal.start(1);
+    (await h.getWriteAccess(41))[0] = 1;
+    h.dirtyMetadata(41);
+    h.orderData(() => Promise.reject(new FsError('EIO', { syscall: 'write' })));
+    await journal.stop(h);
+    await expect(journal.commit()).rejects.toMatchObject({ code: 'EIO' });
+    const commitBlocks = device.ops.filter((op) => op.kind === 'write' && op.fua && decodeJournalHeader(op.bytes).blockType === BlockType.COMMIT);
+    expect(commitBlocks).toEqual([]);
+    await expect(journal.start(1)).rejects.toMatchObject({ code: 'EIO' });
+  });
+});

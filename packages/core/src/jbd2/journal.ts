@@ -25,6 +25,9 @@
  * ## Write ordering (what makes a commit durable only after its blocks)
  *   [jsb FUA, only when the log was empty or features change]
  *   → descriptors + data + revokes (parallel writes) → flush → commit block (FUA)
+ * data=ordered: the waits handles registered with orderData run beside the log writes
+ * (after the transaction's handles have drained) and are awaited before that flush, so
+ * the file data a transaction's metadata points at is durable before its commit block.
  * Checkpoint: home writes (only of committed transactions) → flush → jsb FUA (new tail).
  * So the jsb never points past a transaction whose blocks are not home, and a commit
  * block is never durable before the blocks it covers.
@@ -429,6 +432,9 @@ export class Journal implements MetadataJournal, HandleHost {
       assert(live !== undefined, `dirty block ${blockNr} has a live buffer`);
       transaction.snapshot.set(blockNr, live.slice());
     }
+    // data=ordered: the data goes out while the log is written; both finish before the flush.
+    const ordered = Promise.all(transaction.orderedData.splice(0).map((wait) => wait()));
+    ordered.catch(() => undefined); // awaited below; a throw before then must not leave it unhandled
     const blockNrs = [...transaction.dirty];
     const revoked = [...transaction.revoked];
     const logBlocks = transactionLogBlocks(blockNrs.length, revoked.length, this.blockSizeBytes);
@@ -442,6 +448,7 @@ export class Journal implements MetadataJournal, HandleHost {
     });
     transaction.logStart = this.head;
     await this.writeLog(this.head, built.body);
+    await ordered;
     const commitAt = this.advance(this.head, built.body.length);
     await this.device.flush();
     await this.device.write(this.map.offsetBytes(commitAt), built.commit, { fua: true });

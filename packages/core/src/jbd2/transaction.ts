@@ -52,10 +52,13 @@ export class Transaction {
   readonly drained = deferred();
   /** Run once committed (or found empty): see JournalHandle.onCommitted. */
   readonly commitCallbacks: (() => void)[] = [];
+  /** Awaited by the commit before its commit block: see JournalHandle.orderData. */
+  readonly orderedData: (() => Promise<void>)[] = [];
 
   /** Mark committed (or empty) and run the commit callbacks, in registration order. */
   finish(state: 'committed' | 'empty'): void {
     this.state = state;
+    this.orderedData.length = 0;
     const callbacks = this.commitCallbacks.splice(0);
     for (const callback of callbacks) callback();
   }
@@ -118,6 +121,11 @@ export class Handle implements JournalHandle {
   onCommitted(callback: () => void): void {
     assert(!this.stopped, 'onCommitted on a stopped handle');
     this.transaction.commitCallbacks.push(callback);
+  }
+
+  orderData(wait: () => Promise<void>): void {
+    assert(!this.stopped, 'orderData on a stopped handle');
+    this.transaction.orderedData.push(wait);
   }
 
   extend(credits: number): boolean {
