@@ -122,7 +122,9 @@ function reportSuccess(result: FsxResult, target: Ext4FsxTarget, startedMs: numb
   const s = target.stats;
   console.log(`All ${result.opsRun} operations completed A-OK!`);
   console.log(`ops: ${counts}; ${result.skipped} skipped; final size 0x${result.finalSizeBytes.toString(16)}`);
-  console.log(`engine: ${s.mappedOps} mappings, ${s.fsyncs} fsyncs, ${s.reopens} reopens, ${s.remounts} remounts; ` +
+  const cache = target.cacheCounters();
+  const cacheText = cache === null ? '' : `, ${cache.evictedFolios} folios evicted, ${cache.flusherPasses} flusher passes`;
+  console.log(`engine: ${s.mappedOps} mappings, ${s.fsyncs} fsyncs, ${s.reopens} reopens, ${s.remounts} remounts${cacheText}; ` +
     `${(elapsedMs / 1000).toFixed(1)} s, ${Math.round(result.opsRun / (elapsedMs / 1000))} ops/s`);
   for (const note of result.notes) console.log(`note: ${note}`);
 }

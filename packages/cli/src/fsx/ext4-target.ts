@@ -74,6 +74,20 @@ export interface Ext4FsxTargetStats {
   remounts: number;
 }
 
+/**
+ * Page-cache counters summed over every mount of the run (null when the engine does not
+ * show its cache): proof that a small cache really evicted and flushed.
+ */
+export interface Ext4FsxCacheCounters {
+  evictedFolios: number;
+  flusherPasses: number;
+}
+
+/** The engine's cache counters, read through `fs.files.cache.stats()` when it has them (not a stable API). */
+interface EngineCacheView {
+  files?: { cache?: { stats?(): { evictedFolioCount: number; flushPassCount: number } } };
+}
+
 /** A FileHandle's mapping (FileHandle.mmap): stores never change the file size. */
 interface FsxFileMapping {
   read(offsetInMapping: number, length: number): Promise<Uint8Array>;
@@ -105,6 +119,9 @@ export class Ext4FsxTarget implements FsxTarget {
   readonly stats: Ext4FsxTargetStats = { mappedOps: 0, fsyncs: 0, reopens: 0, remounts: 0 };
   private handle: FsxFileHandle | null;
   private closed = false;
+  /** Cache counters of the mounts already unmounted. */
+  private readonly cacheCountersDone: Ext4FsxCacheCounters = { evictedFolios: 0, flusherPasses: 0 };
+  private cacheCountersSeen = false;
 
   private constructor(
     readonly capabilities: FsxCapabilities,
@@ -135,6 +152,32 @@ export class Ext4FsxTarget implements FsxTarget {
   /** The mounted file system (for tests that look inside, e.g. at stats). */
   get filesystem(): Ext4Filesystem {
     return this.fs;
+  }
+
+  /** Evictions and flusher passes so far, over all mounts of this run (null: the engine does not show them). */
+  cacheCounters(): Ext4FsxCacheCounters | null {
+    // After close() every mount is counted in cacheCountersDone; before, add the live one.
+    const now = this.closed ? null : this.mountCacheCounters();
+    if (now === null && !this.cacheCountersSeen) return null;
+    return {
+      evictedFolios: this.cacheCountersDone.evictedFolios + (now?.evictedFolios ?? 0),
+      flusherPasses: this.cacheCountersDone.flusherPasses + (now?.flusherPasses ?? 0),
+    };
+  }
+
+  private mountCacheCounters(): Ext4FsxCacheCounters | null {
+    const stats = (this.fs as unknown as EngineCacheView).files?.cache?.stats?.();
+    return stats === undefined ? null : { evictedFolios: stats.evictedFolioCount, flusherPasses: stats.flushPassCount };
+  }
+
+  /** Unmount, keeping this mount's cache counters. */
+  private async unmount(): Promise<void> {
+    const counters = this.mountCacheCounters();
+    await this.fs.unmount();
+    if (counters === null) return;
+    this.cacheCountersSeen = true;
+    this.cacheCountersDone.evictedFolios += counters.evictedFolios;
+    this.cacheCountersDone.flusherPasses += counters.flusherPasses;
   }
 
   private fh(): FsxFileHandle {
@@ -250,7 +293,7 @@ export class Ext4FsxTarget implements FsxTarget {
     this.handle = null;
     this.stats.reopens++;
     if (this.options.remountEvery > 0 && this.stats.reopens % this.options.remountEvery === 0) {
-      await this.fs.unmount();
+      await this.unmount();
       this.fs = await Ext4.mount(this.device, mountOptions(this.options));
       this.stats.remounts++;
     }
@@ -270,7 +313,7 @@ export class Ext4FsxTarget implements FsxTarget {
         await this.handle.close();
         this.handle = null;
       }
-      await this.fs.unmount();
+      await this.unmount();
       if (this.options.saveImagePath !== undefined && this.device instanceof MemoryDevice) await this.device.saveImage(this.options.saveImagePath);
     } finally {
       await this.device.close();
