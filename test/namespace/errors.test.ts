@@ -118,6 +118,7 @@ describe('the orphan list across a crash', () => {
     const { img, device } = await freshImage('orphan.img', 32 * 2 ** 20);
     let fs = await rw(device);
     await fs.writeFile('/keep', 'kept');
+    await fs.sync(); // delayed allocation: /keep's block is allocated at writeback
     const freeBefore = fs.mount.ext4.sb.freeBlocksCount;
     await fs.writeFile('/victim', Buffer.alloc(3 << 20, 9));
     const fh = await fs.open('/victim', 'r');
@@ -143,6 +144,7 @@ describe('the orphan list across a crash', () => {
     const { img, device } = await freshImage('orphan-trunc.img', 32 * 2 ** 20);
     let fs = await rw(device);
     await fs.writeFile('/t', Buffer.alloc(2 << 20, 5));
+    await fs.sync(); // delayed allocation: the blocks are allocated (and i_disksize set) at writeback
     const freeBefore = fs.mount.ext4.sb.freeBlocksCount;
     const ino = (await fs.stat('/t')).ino;
     await fs.mount.transact(4, async (h) => {

@@ -22,6 +22,7 @@
  * caller (EINVAL/EFBIG are raised before a path is called).
  */
 import type { Folio } from '../mm/folio.js';
+import type { AddressSpace } from '../mm/mapping.js';
 import type { PageCache } from '../mm/page-cache.js';
 import type { Ext4InodeState } from './map_blocks.js';
 
@@ -87,6 +88,9 @@ export interface Ext4DataPath {
    * The caller stores into folio.bytes(), then folio.unlock(); folio.put().
    */
   pageMkwrite(state: Ext4InodeState, posBytes: number): Promise<Folio>;
+
+  /** The file's page cache (the mmap emulation reads the EOF folio's bytes past EOF through it). */
+  mappingOf(state: Ext4InodeState): AddressSpace;
 
   /** Write back everything dirty in every file and wait (sync(2)'s data half). */
   syncAll(): Promise<void>;

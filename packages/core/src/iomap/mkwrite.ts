@@ -1,7 +1,7 @@
 /**
  * page_mkwrite for the mmap emulation (seed §1.11): the first store to a clean page of a
  * shared mapping. Lock the folio, check it is still inside i_size (a truncate may have
- * raced: SIGBUS, here EFAULT-like EINVAL), wait for writeback (stable pages), map the
+ * raced: SIGBUS, here EFAULT), wait for writeback (stable pages), map the
  * folio's in-size range with begin(WRITE|FAULT) (the filesystem reserves delalloc or
  * allocates unwritten), make it uptodate, mark those blocks dirty. The folio is returned
  * locked and pinned: the caller stores its bytes, then unlock() and put().
@@ -58,5 +58,5 @@ export async function iomapPageMkwrite(inode: IomapInode, posBytes: number, opti
 }
 
 function sigbus(posBytes: number): FsError {
-  return new FsError('EINVAL', { syscall: 'page_mkwrite', detail: `fault at ${posBytes} past EOF (SIGBUS)` });
+  return new FsError('EFAULT', { syscall: 'page_mkwrite', detail: `fault at ${posBytes} past EOF (SIGBUS)` });
 }

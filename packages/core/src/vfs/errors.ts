@@ -12,7 +12,7 @@ export type FsErrorCode =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'ENAMETOOLONG' | 'EINVAL'
   | 'EMLINK' | 'ENOSPC' | 'EROFS' | 'EBADF' | 'EFBIG' | 'EIO' | 'EUCLEAN' | 'EBADMSG'
   | 'ELOOP' | 'EACCES' | 'EPERM' | 'EXDEV' | 'ENOTSUP' | 'EBUSY' | 'ENODATA' | 'E2BIG' | 'ENXIO'
-  | 'EOVERFLOW' | 'ESPIPE';
+  | 'EOVERFLOW' | 'ESPIPE' | 'EFAULT';
 
 const descriptions: Record<FsErrorCode, string> = {
   ENOENT: 'no such file or directory',
@@ -41,6 +41,7 @@ const descriptions: Record<FsErrorCode, string> = {
   ENXIO: 'no such device or address',
   EOVERFLOW: 'value too large for defined data type',
   ESPIPE: 'invalid seek',
+  EFAULT: 'bad address (access past the end of a mapped file: SIGBUS)',
 };
 
 /** Linux errno numbers for the codes Node's os.constants may not carry (EUCLEAN). */

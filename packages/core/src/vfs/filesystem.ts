@@ -27,8 +27,8 @@ import { Ext4Mount } from '../ext4/mount.js';
 import {
   createNode, freeInode, linkNode, renameNode, rmdirNode, setAttr, unlinkNode, type Dropped, type NodeKind,
 } from '../ext4/namei-write.js';
-import { writeInodeData } from '../ext4/file-write.js';
-import { truncateInode } from '../ext4/truncate.js';
+import { Ext4Files } from '../ext4/file.js';
+import type { BufferedPathName } from '../ext4/data-path.js';
 import { isRegular } from '../ext4/inode.js';
 import { ROOT_INO, type Timestamp } from '../format/inode.js';
 import { processWasmCore } from '../wasm/process-core.js';
@@ -38,7 +38,7 @@ import { readSymlink, resolvePath } from '../ext4/namei.js';
 import { isSymlink } from '../ext4/inode.js';
 import { Dirent, modeTypeOfDirFileType } from './dirent.js';
 import {
-  FileHandle, decodeBytes, readWholeInode, type FileHandleHost, type FileWriter, type OpenMode, type ReadFileOptions, type TimeLike,
+  FileHandle, decodeBytes, liveInode, readWholeInode, type FileHandleHost, type FileWriter, type OpenMode, type ReadFileOptions, type TimeLike,
 } from './file-handle.js';
 import { bigintStatsOf, statsOf, type BigIntStats, type StatContext, type Stats } from './stats.js';
 
@@ -56,6 +56,16 @@ export interface MountOptions {
   ignoreJournal?: boolean;
   /** Bound on cached metadata blocks (default 4096). */
   cacheBlocksMax?: number;
+  /**
+   * The buffered I/O path for regular files: 'iomap' (default; large folios, delalloc
+   * for whole writes, unwritten-then-convert writeback) or 'buffer_head' (the legacy
+   * per-block path, order-0 folios, data=ordered).
+   */
+  buffered?: BufferedPathName;
+  /** iomap path: folios larger than one page (default true); false separates their effect. */
+  largeFolios?: boolean;
+  /** Page cache size for file data, bytes (default 64 MiB; a multiple of 4 KiB, 1 MiB – 3 GiB). */
+  cacheBytes?: number;
 }
 
 export type PathLike = string | Uint8Array;
@@ -107,7 +117,14 @@ export class Ext4 {
       readOnly: options.readOnly !== false, ignoreJournal: options.ignoreJournal, cacheBlocksMax: options.cacheBlocksMax,
       commitIntervalMs: options.commitIntervalMs,
     });
-    return new Ext4Filesystem(mount, options);
+    let files: Ext4Files;
+    try {
+      files = Ext4Files.open(mount, { buffered: options.buffered, largeFolios: options.largeFolios, cacheBytes: options.cacheBytes });
+    } catch (error) {
+      await mount.close();
+      throw error;
+    }
+    return new Ext4Filesystem(mount, options, files);
   }
 }
 
@@ -126,7 +143,7 @@ export class Ext4Filesystem {
   private readonly umask: number;
   private readonly host: FileHandleHost;
 
-  constructor(readonly mount: Ext4Mount, options: MountOptions = {}) {
+  constructor(readonly mount: Ext4Mount, options: MountOptions = {}, readonly files: Ext4Files = Ext4Files.open(mount, options)) {
     const ext4 = mount.ext4;
     const { sb } = ext4;
     this.owner = { uid: options.uid ?? process.getuid?.() ?? 0, gid: options.gid ?? process.getgid?.() ?? 0 };
@@ -147,13 +164,10 @@ export class Ext4Filesystem {
       journalNeedsRecovery: ext4.journalNeedsRecovery,
     };
     const writer: FileWriter | undefined = mount.readOnly ? undefined : {
-      write: (ino, data, at) => writeInodeData(mount, ino, data, at),
-      truncate: (ino, size) => truncateInode(mount, ino, size),
       setAttr: (ino, attr) => setAttr(mount, ino, { ...attr, atime: timeOf(attr.atime), mtime: timeOf(attr.mtime) }),
-      sync: () => mount.sync(),
     };
     this.host = {
-      ext4, statContext: this.statContext, writer,
+      ext4, statContext: this.statContext, writer, files: this.files,
       exclusive: (body) => this.exclusive(body),
       release: (fd, ino) => this.release(fd, ino),
     };
@@ -182,13 +196,19 @@ export class Ext4Filesystem {
     this.openCounts.delete(ino);
     if (this.mount.readOnly) return;
     await this.exclusive(async () => {
-      if ((await readInode(this.ext4, ino)).linksCount === 0 && !this.openCounts.has(ino)) await freeInode(this.mount, ino);
+      if ((await readInode(this.ext4, ino)).linksCount === 0 && !this.openCounts.has(ino)) await this.free(ino);
     });
   }
 
   /** Free an inode that lost its last name, unless a handle still holds it. */
   private async reap(dropped: Dropped | undefined): Promise<void> {
-    if (dropped !== undefined && !this.openCounts.has(dropped.ino)) await freeInode(this.mount, dropped.ino);
+    if (dropped !== undefined && !this.openCounts.has(dropped.ino)) await this.free(dropped.ino);
+  }
+
+  /** Delete an inode: its cached data and reservations go first, then its blocks and itself. */
+  private async free(ino: number): Promise<void> {
+    await this.files.evict(ino);
+    await freeInode(this.mount, ino);
   }
 
   private requireWritable(syscall: string, path: PathLike): void {
@@ -300,7 +320,7 @@ export class Ext4Filesystem {
     if (existing === undefined) return this.createAt(path, 'open', 'file', this.modeFor('file', mode));
     if (f.exclusive) throw new FsError('EEXIST', { syscall: 'open', path: pathText(path) });
     if (isDir(existing)) throw new FsError('EISDIR', { syscall: 'open', path: pathText(path) });
-    if (f.truncate && isRegular(existing) && existing.size > 0) await truncateInode(this.mount, existing.ino, 0);
+    if (f.truncate && isRegular(existing) && liveInode(this.files, existing).size > 0) await this.files.truncate(existing.ino, 0);
     return existing.ino;
   }
 
@@ -311,7 +331,7 @@ export class Ext4Filesystem {
     if (path instanceof FileHandle) return path.readFile(options);
     return this.call('open', path, async () => {
       const inode = await this.resolve(path, 'open', true);
-      return decodeBytes(await readWholeInode(this.ext4, inode, 'read', pathText(path)), options);
+      return decodeBytes(await readWholeInode(this.files, inode, 'read', pathText(path)), options);
     });
   }
 
@@ -354,7 +374,8 @@ export class Ext4Filesystem {
   }
 
   private statsFor(inode: Ext4Inode, options?: { bigint?: boolean }): Stats | BigIntStats {
-    return options?.bigint === true ? bigintStatsOf(inode, this.statContext) : statsOf(inode, this.statContext);
+    const live = liveInode(this.files, inode);
+    return options?.bigint === true ? bigintStatsOf(live, this.statContext) : statsOf(live, this.statContext);
   }
 
   readlink(path: PathLike, options: 'buffer' | { encoding: 'buffer' }): Promise<Buffer>;
@@ -571,14 +592,14 @@ export class Ext4Filesystem {
       const inode = await this.resolve(path, 'truncate', true);
       if (isDir(inode)) throw new FsError('EISDIR', { syscall: 'truncate', path: pathText(path) });
       if (!isRegular(inode)) throw new FsError('EINVAL', { syscall: 'truncate', path: pathText(path) });
-      await truncateInode(this.mount, inode.ino, len);
+      await this.files.truncate(inode.ino, len);
     });
   }
 
   /** Commit everything changed so far and wait until it is durable (syncfs). */
   async sync(): Promise<void> {
     if (!this.mounted) throw new FsError('EIO', { syscall: 'sync', detail: 'filesystem is unmounted' });
-    if (!this.mount.readOnly) await this.exclusive(() => this.mount.sync());
+    if (!this.mount.readOnly) await this.exclusive(() => this.files.syncAll());
   }
 
   /** Close every open handle (freeing unlinked inodes) and detach; the device is left open for its owner. */
@@ -587,7 +608,11 @@ export class Ext4Filesystem {
     for (const handle of [...this.handles.values()]) await handle.close();
     await this.lock;
     this.mounted = false;
-    await this.mount.close();
+    try {
+      await this.files.close();
+    } finally {
+      await this.mount.close();
+    }
     this.ext4.cache.clear();
     this.ext4.inodeCache.clear();
   }
