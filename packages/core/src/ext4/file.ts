@@ -38,11 +38,10 @@ import type { BufferedPathName, Ext4DataPath } from './data-path.js';
 import { ES_LBLK_LIMIT, EsStatus } from './extents_status.js';
 import { LBLK_LIMIT, walkMappings } from './extents.js';
 import { extentWriter } from './extents-write.js';
-import { writeCredits } from './file-write.js';
 import { isRegular, usesExtents } from './inode.js';
 import { createIomapPath } from './iomap_path.js';
 import {
-  MapFlags, MapStatus, forgetInodeState, inodeState, mapBlocks, truncateInodeState, type Ext4InodeState,
+  MapFlags, MapStatus, writeCredits, forgetInodeState, inodeState, mapBlocks, truncateInodeState, type Ext4InodeState,
 } from './map_blocks.js';
 import { delallocRelease } from './delalloc.js';
 import type { Ext4Mount } from './mount.js';

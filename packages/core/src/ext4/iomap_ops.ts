@@ -37,9 +37,8 @@ import {
 } from '../iomap/types.js';
 import { EsStatus, ES_LBLK_LIMIT, type EsRecord } from './extents_status.js';
 import { extentWriter } from './extents-write.js';
-import { writeCredits } from './file-write.js';
 import {
-  MAP_ALLOC_BLOCKS_MAX, MapFlags, MapStatus, mapBlocks, mapBlocksCreateLocked, resolveLocked,
+  MAP_ALLOC_BLOCKS_MAX, MapFlags, MapStatus, mapBlocks, mapBlocksCreateLocked, resolveLocked, writeCredits,
   type BlocksMapping, type Ext4InodeState,
 } from './map_blocks.js';
 import { delallocRelease, delallocReserve, nondaSwitch } from './delalloc.js';

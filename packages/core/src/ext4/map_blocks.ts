@@ -37,7 +37,6 @@ import { ExtentStatusTree, EsShrinker, EsStatus, ES_LBLK_LIMIT, newEsLookup, typ
 import { mapBlock } from './extents.js';
 import { extentWriter } from './extents-write.js';
 import { blockAllocator } from './balloc.js';
-import { writeCredits } from './file-write.js';
 import type { Ext4Mount } from './mount.js';
 import { delallocAccount, delallocConsume, delallocRelease } from './delalloc.js';
 
@@ -78,6 +77,18 @@ export interface BlocksMapping {
  * the credits of one handle; a longer range is mapped by further calls.
  */
 export const MAP_ALLOC_BLOCKS_MAX = 2048;
+
+/**
+ * Journal credits for mapping (allocating or converting) `blocks` blocks of one inode:
+ * a bitmap block and a descriptor block per group touched (≤ blocks), the GDT blocks,
+ * the superblock, extent-tree blocks split or written on the path (two per 170 extents of
+ * a leaf), and a margin for the inode and depth growth.
+ */
+export function writeCredits(mount: Ext4Mount, blocks: number): number {
+  const { ext4 } = mount;
+  const gdtBlocks = Math.ceil(ext4.groupCount / (ext4.blockSizeBytes / ext4.descSizeBytes));
+  return Math.min(blocks, ext4.groupCount) + Math.min(blocks, gdtBlocks) + 1 + 2 * Math.ceil(blocks / 170) + 16;
+}
 /** ES records (of all inodes of a mount) kept before the shrinker reclaims cached ones. */
 export const ES_RECORD_BUDGET = 1 << 16;
 
