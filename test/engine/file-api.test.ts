@@ -9,14 +9,16 @@
  * Cost: a few 32 MiB memory images, each saved once or twice for e2fsck/debugfs.
  */
 import { Buffer } from 'node:buffer';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Ext4, FsError, MemoryDevice, constants, mkfs, type Ext4Filesystem, type FileHandle } from '@ext4ts/core';
+import { Ext4, FileDevice, FsError, MemoryDevice, constants, mkfs, type Ext4Filesystem, type FileHandle } from '@ext4ts/core';
 import { checkReservations, inodeState } from '../../packages/core/src/ext4/map_blocks.js';
 import { delallocAccount } from '../../packages/core/src/ext4/delalloc.js';
 import { debugfsStat, e2fsck } from '../helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { seededRandom } from '../../packages/core/src/random.js';
+import { ensureWritebackWorkerBuilt } from '../../packages/core/src/writeback/testing.js';
 
 const MiB = 1024 * 1024;
 const BS = 4096;
@@ -299,5 +301,70 @@ describe('bad input: a clear FsError, the file and the image unchanged', () => {
     expect(await rofh.readFile()).toEqual(content);
     await rofh.close();
     await readOnly.unmount();
+  });
+});
+
+describe('writeback: the worker pool, and errors that reach fsync', () => {
+  it('large writebacks go through the piscina pool from folio memory; the image reads back the same after a remount', async () => {
+    ensureWritebackWorkerBuilt();
+    const img = join(tmp.dir, 'pool.img');
+    writeFileSync(img, '');
+    truncateSync(img, 64 * MiB);
+    let device = await FileDevice.open(img);
+    await mkfs(device, {});
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 1 });
+    const data = pattern(8 * MiB + 12345, 13);
+    const fh = await fs.open('/big', 'w+');
+    await fh.write(data, 0, data.length, 0);
+    await fh.sync();
+    const stats = fs.files.writebackPoolStats();
+    expect(stats?.mode, stats?.fallbackReason).toBe('pool');
+    expect(stats!.poolBytes).toBeGreaterThanOrEqual(8 * MiB);
+    expect(stats!.failedIoends).toBe(0);
+    await fh.close();
+    await fs.unmount();
+    await device.close();
+    expect((await e2fsck(img)).clean).toBe(true);
+    device = await FileDevice.open(img);
+    const again = await Ext4.mount(device, {});
+    expect((await again.readFile('/big')).equals(data)).toBe(true);
+    await again.unmount();
+    await device.close();
+  });
+
+  it('a data write that fails: fsync reports EIO once, the journal aborts (no more changes), the old data stays on disk', async () => {
+    const inner = MemoryDevice.create({ sizeBytes: 32 * MiB });
+    await mkfs(inner, {});
+    let failRange: [number, number] | undefined;
+    const device = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'write') {
+          return async (offsetBytes: number, source: Uint8Array, options?: unknown) => {
+            if (failRange !== undefined && offsetBytes < failRange[1] && offsetBytes + source.length > failRange[0]) {
+              throw new FsError('EIO', { syscall: 'write', detail: 'injected' });
+            }
+            return target.write(offsetBytes, source, options as never);
+          };
+        }
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 8 * MiB });
+    const first = pattern(16 * BS, 14);
+    const fh = await fs.open('/f', 'w+');
+    await fh.write(first, 0, first.length, 0);
+    await fh.sync();
+    const [extent] = await fh.fiemap();
+    failRange = [extent.physicalBytes, extent.physicalBytes + extent.lengthBytes];
+    await fh.write(pattern(16 * BS, 15), 0, 16 * BS, 0);
+    await expectFsError(fh.sync(), 'EIO');
+    expect(fs.mount.journal?.isAborted).toBe(true);
+    await expectFsError(fs.mkdir('/after'), 'EIO');
+    const onDisk = Buffer.alloc(16 * BS);
+    await inner.read(extent.physicalBytes, onDisk);
+    expect(onDisk.equals(first)).toBe(true);
+    failRange = undefined;
+    await fs.unmount().catch(() => undefined);
   });
 });

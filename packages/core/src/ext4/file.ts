@@ -29,7 +29,8 @@
  */
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
-import type { IoendSubmit } from '../iomap/writeback.js';
+import { inlineSubmit, type IoendSubmit } from '../iomap/writeback.js';
+import { createWritebackPool, type WritebackPool } from '../writeback/pool.js';
 import { PAGE_BYTES } from '../mm/constants.js';
 import { createPageCache, type PageCache } from '../mm/page-cache.js';
 import { FsError } from '../vfs/errors.js';
@@ -80,6 +81,8 @@ export interface FiemapExtent {
 export const CACHE_BYTES_DEFAULT = 64 * 1024 * 1024;
 /** mtime/ctime of a file being written are stamped at most this often (the kernel's coarse clock). */
 export const TIME_UPDATE_MS = 4;
+/** Writeback batches up to this size are written on the engine thread (a worker round trip costs about as much as copying 1 MiB). */
+export const WRITEBACK_INLINE_BYTES = 1024 * 1024;
 /** Blocks preallocated per handle by fallocate. */
 const FALLOCATE_CHUNK_BLOCKS = 2048;
 
@@ -87,8 +90,13 @@ export interface Ext4FilesOptions {
   buffered?: BufferedPathName;
   largeFolios?: boolean;
   cacheBytes?: number;
-  /** Writeback's device writes (the writeback pool); default inline. */
-  submit?: IoendSubmit;
+  /**
+   * Writeback worker threads (a piscina pool writing ioends from folio memory); 0 = write
+   * inline on the engine thread. Default 1 on read-write mounts. The pool starts at the
+   * first writeback batch too large to write inline, so mounts that never write much
+   * never start a thread.
+   */
+  writebackThreads?: number;
   /** Build the buffer_head path (bh_path.ts) — injected so this module does not depend on it. */
   bufferHeadPath?: (mount: Ext4Mount, cache: PageCache) => Ext4DataPath;
 }
@@ -110,13 +118,41 @@ function roundDown(value: number, unit: number): number {
 export class Ext4Files {
   private readonly stampedAtMs = new WeakMap<Ext4InodeState, number>();
   private closed = false;
+  /** Set by open() (the path is built after the object, since the pool's submit closes over it). */
+  path!: Ext4DataPath;
+  private pool: WritebackPool | undefined;
 
   private constructor(
     readonly mount: Ext4Mount,
     readonly core: WasmCore,
     readonly cache: PageCache,
-    readonly path: Ext4DataPath,
+    private readonly writebackThreads: number,
   ) {}
+
+  /**
+   * Writeback's device writes: inline below WRITEBACK_INLINE_BYTES, else through the pool
+   * (started on first use). A failed ioend leaves its blocks unwritten (zeros) and is
+   * reported by fsync as EIO; it also aborts the journal (data_err=abort): the mount
+   * refuses further changes rather than carry on past lost data.
+   */
+  private submitter(): IoendSubmit {
+    const device = this.mount.ext4.device;
+    const inline = inlineSubmit(device, () => this.core.bytes());
+    return async (ioends) => {
+      let bytes = 0;
+      for (const ioend of ioends) bytes += ioend.lengthBytes;
+      if (this.writebackThreads > 0 && bytes > WRITEBACK_INLINE_BYTES && !this.closed) {
+        this.pool ??= createWritebackPool({ core: this.core, device, threads: this.writebackThreads });
+        await this.pool.submit(ioends);
+      } else {
+        await inline(ioends);
+      }
+      const failed = ioends.find((ioend) => ioend.error !== undefined);
+      if (failed !== undefined) {
+        this.mount.journal?.abort(`writeback of inode data failed: ${failed.error?.message ?? 'I/O error'}`);
+      }
+    };
+  }
 
   static open(mount: Ext4Mount, options: Ext4FilesOptions = {}): Ext4Files {
     const cacheBytes = options.cacheBytes ?? CACHE_BYTES_DEFAULT;
@@ -129,14 +165,21 @@ export class Ext4Files {
     const core = loadWasmCore({ maximumPages: Math.min(65536, Math.ceil((cacheBytes + 32 * 1024 * 1024) / 65536)) });
     const cache = createPageCache(core, { cacheBytesMax: cacheBytes });
     const device: BlockDevice = mount.ext4.device;
-    let path: Ext4DataPath;
+    const threads = options.writebackThreads ?? (mount.readOnly ? 0 : 1);
+    if (!Number.isInteger(threads) || threads < 0 || threads > 16) throw new FsError('EINVAL', { syscall: 'mount', detail: `writebackThreads ${threads}: 0..16` });
+    const files = new Ext4Files(mount, core, cache, threads);
     if (buffered === 'buffer_head') {
       if (options.bufferHeadPath === undefined) throw new FsError('ENOTSUP', { syscall: 'mount', detail: 'the buffer_head path is not available' });
-      path = options.bufferHeadPath(mount, cache);
+      files.path = options.bufferHeadPath(mount, cache);
     } else {
-      path = createIomapPath({ cache, device, largeFolios: options.largeFolios !== false, submit: options.submit });
+      files.path = createIomapPath({ cache, device, largeFolios: options.largeFolios !== false, submit: files.submitter() });
     }
-    return new Ext4Files(mount, core, cache, path);
+    return files;
+  }
+
+  /** The writeback pool's counters (undefined until the pool has started). */
+  writebackPoolStats(): ReturnType<WritebackPool['stats']> | undefined {
+    return this.pool?.stats();
   }
 
   /** Largest file size: the extent tree addresses 2^32 blocks. */
@@ -552,6 +595,7 @@ export class Ext4Files {
     await this.path.syncAll();
     this.closed = true;
     await this.path.close();
+    await this.pool?.close();
     this.cache.close();
     this.core.close();
     liveStates.delete(this.mount);

@@ -175,6 +175,11 @@ export class Journal implements MetadataJournal, HandleHost {
     return new Journal(device, geometry, map, jsb, block0, options);
   }
 
+  /** Whether the journal was aborted (an I/O error, or abort()): it takes no more handles. */
+  get isAborted(): boolean {
+    return this.aborted !== undefined;
+  }
+
   get stats(): JournalStats {
     return { ...this.counters, logBlocksUsed: this.logBlocksUsed, logBlocksTotal: this.logLength, nextTid: this.nextTid };
   }

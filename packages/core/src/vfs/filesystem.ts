@@ -66,6 +66,8 @@ export interface MountOptions {
   largeFolios?: boolean;
   /** Page cache size for file data, bytes (default 64 MiB; a multiple of 4 KiB, 1 MiB – 3 GiB). */
   cacheBytes?: number;
+  /** Writeback worker threads (default 1; 0 = write back on the calling thread). */
+  writebackThreads?: number;
 }
 
 export type PathLike = string | Uint8Array;
@@ -119,7 +121,9 @@ export class Ext4 {
     });
     let files: Ext4Files;
     try {
-      files = Ext4Files.open(mount, { buffered: options.buffered, largeFolios: options.largeFolios, cacheBytes: options.cacheBytes });
+      files = Ext4Files.open(mount, {
+        buffered: options.buffered, largeFolios: options.largeFolios, cacheBytes: options.cacheBytes, writebackThreads: options.writebackThreads,
+      });
     } catch (error) {
       await mount.close();
       throw error;
