@@ -390,10 +390,26 @@ const touchCommand: Command = async (argv) => {
   });
 };
 
+/**
+ * `ext4ts bench`: the fio-style runner, which lives in the workspace's bench/ package and
+ * is loaded from its build at run time (it is not part of the published CLI: it brings
+ * the peers' tools with it). Resolves to the runner's exit code.
+ */
+const benchCommand: Command = async (argv) => {
+  const entry = new URL('../../../bench/dist/src/cli.js', import.meta.url);
+  let bench: { benchMain(argv: readonly string[]): Promise<number> };
+  try {
+    bench = (await import(entry.href)) as typeof bench;
+  } catch (error) {
+    throw new UsageError(`bench is not built here (${(error as Error).message.split('\n')[0]}); in the repository run 'pnpm run build'`);
+  }
+  return bench.benchMain(argv);
+};
+
 export const commands: Record<string, Command> = {
   mkfs: mkfsCommand, info: infoCommand, ls: lsCommand, cat: catCommand, stat: statCommand, cp: cpCommand, demo: demoCommand,
   mkdir: mkdirCommand, rm: rmCommand, mv: mvCommand, ln: lnCommand, chmod: chmodCommand, touch: touchCommand,
-  fsx: fsxCommand,
+  fsx: fsxCommand, bench: benchCommand,
 };
 
 export { modeString };

@@ -19,9 +19,12 @@
  *   ext4ts demo
  *   ext4ts fsx [fsx options] [--buffered iomap|buffer_head] [--no-large-folios]
  *              [--cache-size SIZE] [--image FILE] [fname]   (fsx exerciser on an ext4ts file)
+ *   ext4ts bench [fio options] [--buffered iomap|buffer_head] [--no-large-folios]
+ *              [--device memory|FILE] [--repeat N] [--full] [--peers LIST] [JOBFILE...]
+ *              (fio-style benchmark; no job: the seed's table and its peers)
  *
  * Exit codes: 0 ok, 1 an operation failed (FsError, printed as `ext4ts: CODE: …`; fsx: a
- * check failed), 2 bad usage.
+ * check failed; bench: an ext4ts configuration failed), 2 bad usage.
  */
 import { FsError } from '@ext4ts/core';
 import { UsageError } from './args.js';
@@ -47,7 +50,11 @@ const USAGE = `usage: ext4ts <command> [options]
   fsx [options] [fname]                fsx exerciser on one file of an ext4ts image (fstests'
                                        option letters -N -S -l -o -R -W -F -H -z --replay-ops,
                                        plus --buffered, --no-large-folios, --cache-size, --image;
-                                       'ext4ts fsx -h' lists them)`;
+                                       'ext4ts fsx -h' lists them)
+  bench [options] [JOBFILE...]         fio-style benchmark (fio's option names and job files); no
+                                       job: the seed's table on buffer_head, iomap and iomap + large
+                                       folios, with the kernel, ext2fs, node fs and the copy limit
+                                       beside it ('ext4ts bench -h' lists the options)`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -1,0 +1,119 @@
+/**
+ * The runner: suites × targets × repetitions. A suite is a list of jobs (job.ts) and the
+ * targets that run it; every repetition runs every available target once, target after
+ * target (repetition-major, so a slow drift of the machine touches every column alike),
+ * each on a fresh file system. Medians are taken over repetitions (report.ts).
+ *
+ * Targets that cannot run here are skipped with their probe's reason; a target that
+ * fails mid-run is recorded with its error and the run goes on (the CLI exits non-zero
+ * if an ext4ts target failed). setUp/tearDown bracket each suite, tearDown in a finally.
+ */
+import { groupJobs, type JobSpec } from './job.js';
+import type { JobRun } from './executor.js';
+import { planDevice, type Target } from './target.js';
+import { silentProgress, type ProgressSink } from './progress.js';
+
+export interface SuiteSpec {
+  id: string;
+  title: string;
+  jobs: JobSpec[];
+  targets: Target[];
+}
+
+export interface TargetOutcome {
+  target: Target;
+  /** Why it did not run (probe), or why it stopped (error). */
+  skipped?: string;
+  failed?: string;
+  /** runs[repetition][jobIndex]. */
+  runs: JobRun[][];
+}
+
+export interface SuiteOutcome {
+  spec: SuiteSpec;
+  deviceBytes: number;
+  outcomes: TargetOutcome[];
+}
+
+export interface RunnerOptions {
+  repeat: number;
+  /** Builds the progress sink once the total planned bytes are known. */
+  progress?: (totalBytes: number) => ProgressSink;
+  /** Lines worth telling as they happen (skips, failures). */
+  log?: (line: string) => void;
+}
+
+function plannedBytes(jobs: readonly JobSpec[]): number {
+  return jobs.reduce((total, job) => total + job.sizeBytes * job.numjobs, 0);
+}
+
+/** Probe each target once per id (a second kernel peer must not retry an install). */
+async function probeAll(suites: readonly SuiteSpec[], log: (line: string) => void): Promise<Map<Target, string | undefined>> {
+  const reasons = new Map<Target, string | undefined>();
+  const failedById = new Map<string, string>();
+  for (const target of suites.flatMap((suite) => suite.targets)) {
+    const known = failedById.get(target.id);
+    if (known !== undefined) { reasons.set(target, known); continue; }
+    const reason = await target.probe().catch((error: unknown) => `probe failed: ${(error as Error).message}`);
+    reasons.set(target, reason);
+    if (reason !== undefined) {
+      failedById.set(target.id, reason);
+      log(`skipping ${target.label}: ${reason}`);
+    }
+  }
+  return reasons;
+}
+
+export async function runSuites(suites: readonly SuiteSpec[], options: RunnerOptions): Promise<SuiteOutcome[]> {
+  const log = options.log ?? (() => {});
+  const reasons = await probeAll(suites, log);
+  let totalBytes = 0;
+  for (const suite of suites) {
+    const runnable = suite.targets.filter((target) => reasons.get(target) === undefined).length;
+    totalBytes += plannedBytes(suite.jobs) * runnable * options.repeat;
+  }
+  const progress = options.progress?.(totalBytes) ?? silentProgress;
+  const results: SuiteOutcome[] = [];
+  try {
+    for (const suite of suites) results.push(await runSuite(suite, reasons, options, progress, log));
+  } finally {
+    progress.clear();
+  }
+  return results;
+}
+
+async function runSuite(
+  suite: SuiteSpec, reasons: Map<Target, string | undefined>, options: RunnerOptions, progress: ProgressSink,
+  log: (line: string) => void,
+): Promise<SuiteOutcome> {
+  const plan = planDevice(groupJobs(suite.jobs));
+  const outcomes: TargetOutcome[] = suite.targets.map((target) => ({ target, skipped: reasons.get(target), runs: [] }));
+  const live = () => outcomes.filter((outcome) => outcome.skipped === undefined && outcome.failed === undefined);
+  const fail = (outcome: TargetOutcome, error: unknown, when: string) => {
+    outcome.failed = `${when}: ${(error as Error)?.stack ?? String(error)}`;
+    progress.clear();
+    log(`${outcome.target.label} failed (${suite.title}) ${when}: ${(error as Error)?.message ?? String(error)}`);
+  };
+  try {
+    for (const outcome of live()) {
+      progress.stage(`${outcome.target.label}: setting up`);
+      await outcome.target.setUp(plan).catch((error: unknown) => fail(outcome, error, 'setup'));
+    }
+    for (let repetition = 1; repetition <= options.repeat; repetition++) {
+      for (const outcome of live()) {
+        progress.stage(`${suite.title}: ${outcome.target.label}  rep ${repetition}/${options.repeat}`);
+        try {
+          outcome.runs.push(await outcome.target.runSuite(plan, { onBytes: (bytes) => progress.advance(bytes) }));
+        } catch (error) {
+          fail(outcome, error, `repetition ${repetition}`);
+        }
+      }
+    }
+  } finally {
+    for (const outcome of outcomes) {
+      if (outcome.skipped !== undefined) continue;
+      await outcome.target.tearDown().catch((error: unknown) => log(`${outcome.target.label}: tearDown: ${(error as Error).message}`));
+    }
+  }
+  return { spec: suite, deviceBytes: plan.deviceBytes, outcomes };
+}
