@@ -94,6 +94,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i];
     if (token === '-h') { args.help = true; continue; }
+    if (token === '--') continue; // `pnpm run bench -- …` may pass it through
     if (!token.startsWith('--')) { args.jobFiles.push(token); continue; }
     const eq = token.indexOf('=');
     const key = eq < 0 ? token.slice(2) : token.slice(2, eq);

@@ -246,6 +246,7 @@ function liveTargets(suite: SuiteSummary, kind?: 'ext4ts' | 'peer'): TargetSumma
 function repeatText(suite: SuiteSummary): string {
   const counts = liveTargets(suite).map((t) => t.cells[0]?.repetitions ?? 0);
   const most = Math.max(0, ...counts);
+  if (most === 0) return 'no runs';
   return most === 1 ? 'one run' : `median of ${most}`;
 }
 

@@ -1,12 +1,15 @@
 /**
  * The runner: suites × targets × repetitions. A suite is a list of jobs (job.ts) and the
- * targets that run it; every repetition runs every available target once, target after
- * target (repetition-major, so a slow drift of the machine touches every column alike),
- * each on a fresh file system. Medians are taken over repetitions (report.ts).
+ * targets that run it. Each target in turn is set up, runs every repetition (each on a
+ * fresh file system) and is torn down before the next one starts: target-major, so only
+ * one target's memory is held at a time (at --full a memory device, its page cache or a
+ * tmpfs image is ~2.5 GiB each; seven at once would not fit this 24 GiB machine). A slow
+ * drift of the machine therefore shows between columns more than between repetitions;
+ * the min/max spread in the JSON shows how large it was. Medians are over repetitions.
  *
  * Targets that cannot run here are skipped with their probe's reason; a target that
- * fails mid-run is recorded with its error and the run goes on (the CLI exits non-zero
- * if an ext4ts target failed). setUp/tearDown bracket each suite, tearDown in a finally.
+ * fails is recorded with its error and the run goes on (the CLI exits non-zero if an
+ * ext4ts target failed). tearDown runs in a finally.
  */
 import { groupJobs, type JobSpec } from './job.js';
 import type { JobRun } from './executor.js';
@@ -88,31 +91,23 @@ async function runSuite(
 ): Promise<SuiteOutcome> {
   const plan = planDevice(groupJobs(suite.jobs));
   const outcomes: TargetOutcome[] = suite.targets.map((target) => ({ target, skipped: reasons.get(target), runs: [] }));
-  const live = () => outcomes.filter((outcome) => outcome.skipped === undefined && outcome.failed === undefined);
-  const fail = (outcome: TargetOutcome, error: unknown, when: string) => {
-    outcome.failed = `${when}: ${(error as Error)?.stack ?? String(error)}`;
-    progress.clear();
-    log(`${outcome.target.label} failed (${suite.title}) ${when}: ${(error as Error)?.message ?? String(error)}`);
-  };
-  try {
-    for (const outcome of live()) {
-      progress.stage(`${outcome.target.label}: setting up`);
-      await outcome.target.setUp(plan).catch((error: unknown) => fail(outcome, error, 'setup'));
-    }
-    for (let repetition = 1; repetition <= options.repeat; repetition++) {
-      for (const outcome of live()) {
-        progress.stage(`${suite.title}: ${outcome.target.label}  rep ${repetition}/${options.repeat}`);
-        try {
-          outcome.runs.push(await outcome.target.runSuite(plan, { onBytes: (bytes) => progress.advance(bytes) }));
-        } catch (error) {
-          fail(outcome, error, `repetition ${repetition}`);
-        }
+  for (const outcome of outcomes) {
+    if (outcome.skipped !== undefined) continue;
+    const { target } = outcome;
+    try {
+      progress.stage(`${suite.title}: ${target.label}: setting up`);
+      await target.setUp(plan);
+      for (let repetition = 1; repetition <= options.repeat; repetition++) {
+        progress.stage(`${suite.title}: ${target.label}  rep ${repetition}/${options.repeat}`);
+        outcome.runs.push(await target.runSuite(plan, { onBytes: (bytes) => progress.advance(bytes) }));
       }
-    }
-  } finally {
-    for (const outcome of outcomes) {
-      if (outcome.skipped !== undefined) continue;
-      await outcome.target.tearDown().catch((error: unknown) => log(`${outcome.target.label}: tearDown: ${(error as Error).message}`));
+    } catch (error) {
+      const when = outcome.runs.length < options.repeat ? `repetition ${outcome.runs.length + 1}` : 'tearDown';
+      outcome.failed = `${when}: ${(error as Error)?.stack ?? String(error)}`;
+      progress.clear();
+      log(`${target.label} failed (${suite.title}) ${when}: ${(error as Error)?.message ?? String(error)}`);
+    } finally {
+      await target.tearDown().catch((error: unknown) => log(`${target.label}: tearDown: ${(error as Error).message}`));
     }
   }
   return { spec: suite, deviceBytes: plan.deviceBytes, outcomes };

@@ -49,6 +49,13 @@ export function logBounds(values: readonly number[]): { low: number; high: numbe
   return { low, high: high > low ? high : low * 10 };
 }
 
+/** Axis ticks in MiB/s: 200, 2k, 20k, 1M. */
+function tickText(value: number): string {
+  if (value >= 1e6) return `${value / 1e6}M`;
+  return value >= 2000 ? `${value / 1000}k` : String(value);
+}
+
+/** Bar labels: MiB/s below 10,000; GiB/s above, marked G. */
 function shortRate(value: number): string {
   if (value >= 10_000) return `${(value / 1024).toFixed(1)}G`;
   return value >= 100 ? value.toFixed(0) : value.toFixed(1);
@@ -58,7 +65,7 @@ function panel(suite: SuiteSummary, top: number): string {
   const targets = suite.targets.filter((t) => t.cells.length > 0);
   const jobs = suite.jobs;
   const parts: string[] = [];
-  parts.push(`<text x="${PLOT_LEFT}" y="${top + 18}" class="title">${escapeXml(suite.title)} — MiB/s, log scale</text>`);
+  parts.push(`<text x="${PLOT_LEFT}" y="${top + 18}" class="title">${escapeXml(suite.title)} — MiB/s (G = GiB/s), log scale</text>`);
   targets.forEach((target, index) => {
     const x = PLOT_LEFT + (index % 4) * 215;
     const y = top + TITLE_HEIGHT + 12 + Math.floor(index / 4) * 18;
@@ -76,7 +83,7 @@ function panel(suite: SuiteSummary, top: number): string {
       if (value > high * 1.0001) break;
       const y = yOf(value).toFixed(1);
       parts.push(`<line x1="${PLOT_LEFT}" x2="${PLOT_RIGHT}" y1="${y}" y2="${y}" class="${step === 1 ? 'grid major' : 'grid'}"/>`);
-      parts.push(`<text x="${PLOT_LEFT - 6}" y="${Number(y) + 4}" class="tick">${value >= 1024 ? `${value / 1000}k` : value}</text>`);
+      parts.push(`<text x="${PLOT_LEFT - 6}" y="${Number(y) + 4}" class="tick">${tickText(value)}</text>`);
     }
   }
   const groupWidth = (PLOT_RIGHT - PLOT_LEFT) / Math.max(1, jobs.length);
