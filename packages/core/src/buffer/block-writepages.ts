@@ -1,0 +1,330 @@
+/**
+ * buffer/block-writepages: writeback of order-0 folios with buffer heads — the shape of
+ * ext4's legacy writepages (mpage_prepare_extent_to_map → mpage_map_and_submit_extent),
+ * with the filesystem's part behind two hooks.
+ *
+ *   per batch of ≤ WRITEPAGES_BATCH_FOLIOS_MAX dirty folios, in index order:
+ *     lock each (WB_SYNC_ALL: wait for a writeback in flight first); wholly past EOF:
+ *       drop its dirty state; the EOF folio: zero the bytes past i_size
+ *     ops.mapBatch(batch, body)   the filesystem's context for the batch (ext4: i_data_sem
+ *       and ONE journal handle; it raises i_disksize to batch.endBytes and registers
+ *       batch.written as the transaction's ordered data)
+ *       body: getBlock(create) for every dirty DELAY or UNWRITTEN block inside EOF, one
+ *             call per block — delalloc allocation happens here, a block at a time
+ *     per folio whose dirty blocks are all mapped now: startWriteback(), one device
+ *       write per run of blocks contiguous on the device AND in folio memory (a bio that
+ *       merged its pages), issued at once — before anything else can wait on the journal
+ *     unlock; when the writes settle: batch.written resolves, REQ clears, writeback ends
+ *
+ *   dirty  p7[D]  p8[D]  p9[M]  p12[D]      D = DELAY, M = MAPPED (overwrite)
+ *   map    getBlock ×3 → 500, 501 (p9 was at 502), 503
+ *   write  [500, 503) from p7..p9 (memory contiguous), 503 from p12
+ *
+ * A getBlock answering null (no journal credits left) ends the batch at that folio; the
+ * next batch, with a fresh handle, goes on from there. A getBlock or device error is
+ * recorded on the mapping (writebackError, reported once by blockWritebackErrorCheck);
+ * the blocks it could not map are not written (their data is lost, as Linux warns).
+ *
+ * Why the I/O goes out right after the mapping: a journal commit waits for the batch's
+ * data (data=ordered), so between the filesystem registering batch.written and the writes
+ * being issued nothing may wait for the journal — and nothing here does.
+ *
+ * Cost: one getBlock per delayed/unwritten block (none for overwrites); one mapBatch per
+ * batch; device writes = one per run contiguous on device and in memory; no copies (the
+ * device reads folio memory).
+ */
+import { assert } from '../assert.js';
+import type { BlockDevice } from '../device/block-device.js';
+import { PAGE_BYTES, PAGE_INDEX_LIMIT } from '../mm/constants.js';
+import type { Folio } from '../mm/folio.js';
+import type { AddressSpace } from '../mm/mapping.js';
+import type { WritebackOps as CacheWritebackOps, WritebackRequest } from '../mm/page-cache.js';
+import { FsError } from '../vfs/errors.js';
+import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, getBlockAwait, roundUp, zeroFolioRange } from './buffer-head.js';
+
+/** Folios mapped and written together (8 MiB at 4 KiB pages: ext4's 2048-block extent cap). */
+export const WRITEPAGES_BATCH_FOLIOS_MAX = 2048;
+/**
+ * Batches in a row that may end at their first block without mapping anything (getBlock
+ * answered null: e.g. ext4 commits and retries once on ENOSPC). More is a filesystem bug.
+ */
+export const WRITEPAGES_STALLED_BATCHES_MAX = 2;
+
+/** One batch, as the filesystem's mapBatch hook sees it. */
+export interface WritebackBatch {
+  /** getBlock(create) calls the body will make at most (dirty DELAY/UNWRITTEN blocks inside EOF). */
+  readonly mapBlockCount: number;
+  /** End of the data the batch writes, clamped to i_size (where ext4 raises i_disksize). */
+  readonly endBytes: number;
+  /**
+   * Settles once every device write of the batch has completed (data=ordered waits on it):
+   * resolves, or rejects with the first write error.
+   */
+  readonly written: Promise<void>;
+}
+
+export interface BlockWritebackOps {
+  /** Writeback's getBlock: allocate a DELAY block, convert an UNWRITTEN one; null = no room in this batch. */
+  getBlock: GetBlock;
+  /** Run the batch's mapping (`body`) inside the filesystem's context; absent = just run it. */
+  mapBatch?(inode: BufferInode, batch: WritebackBatch, body: () => Promise<void>): Promise<void>;
+  /** A data write failed (after it is recorded on the mapping); ext4 aborts its journal (data_err=abort). */
+  writeFailed?(inode: BufferInode, error: unknown): void;
+}
+
+export interface BlockWritepagesOptions {
+  ops: BlockWritebackOps;
+  device: BlockDevice;
+  batchFoliosMax?: number;
+}
+
+export interface BlockWritebackRange {
+  startBytes: number;
+  /** Exclusive; Infinity = to the end of the file. */
+  endBytes: number;
+  /** Stop after starting about this many bytes of folios (Infinity = all). */
+  lengthBytesMax: number;
+  /** WB_SYNC_ALL: wait for writeback in flight, then write those folios again if dirty. */
+  sync: boolean;
+}
+
+/** Write back the dirty folios overlapping the range; returns once their writes have completed. */
+export async function blockWritepages(inode: BufferInode, range: BlockWritebackRange, options: BlockWritepagesOptions): Promise<void> {
+  const [indexStart, indexEnd] = pageRange(range.startBytes, range.endBytes);
+  const batchMax = options.batchFoliosMax ?? WRITEPAGES_BATCH_FOLIOS_MAX;
+  const completions: Promise<void>[] = [];
+  let cursor = indexStart;
+  let startedBytes = 0;
+  let stalled = 0;
+  try {
+    while (cursor < indexEnd && startedBytes < range.lengthBytesMax) {
+      const folios = await lockBatch(inode, cursor, indexEnd, Math.min(batchMax, Math.ceil((range.lengthBytesMax - startedBytes) / PAGE_BYTES)), range.sync);
+      if (folios.length === 0) break;
+      const result = await writeBatch(inode, folios, options);
+      completions.push(result.completion);
+      startedBytes += result.startedBytes;
+      stalled = result.stalled ? stalled + 1 : 0;
+      assert(stalled <= WRITEPAGES_STALLED_BATCHES_MAX, 'writeback batches make progress');
+      cursor = result.next;
+    }
+  } finally {
+    await Promise.all(completions);
+  }
+}
+
+/** Write back and wait for the range (filemap_write_and_wait_range); errors stay recorded on the mapping. */
+export async function blockWriteAndWait(inode: BufferInode, startBytes: number, endBytes: number, options: BlockWritepagesOptions): Promise<void> {
+  await blockWritepages(inode, { startBytes, endBytes, lengthBytesMax: Infinity, sync: true }, options);
+  const [indexStart, indexEnd] = pageRange(startBytes, endBytes);
+  await inode.mapping.waitWritebackRange(indexStart, indexEnd);
+}
+
+/** fsync's check: throws EIO once for a writeback error recorded since the last check (errseq). */
+export function blockWritebackErrorCheck(mapping: AddressSpace, syscall = 'fsync'): void {
+  const error = mapping.writebackError;
+  if (error === null) return;
+  mapping.writebackError = null;
+  throw new FsError('EIO', { syscall, detail: `writeback failed: ${error instanceof Error ? error.message : String(error)}` });
+}
+
+/** The page cache's writeback hook (flusher, throttle, syncMapping) over blockWritepages. */
+export function blockCacheWritebackOps(inodeOf: (mapping: AddressSpace) => BufferInode, options: BlockWritepagesOptions): CacheWritebackOps {
+  return {
+    writebackMapping: (mapping: AddressSpace, request: WritebackRequest) => blockWritepages(inodeOf(mapping), {
+      startBytes: 0, endBytes: Infinity, lengthBytesMax: request.lengthBytesMax, sync: request.reason === 'sync',
+    }, options),
+  };
+}
+
+// Lock up to `count` dirty folios from `cursor`, in index order; they come back locked and pinned.
+async function lockBatch(inode: BufferInode, cursor: number, indexEnd: number, count: number, sync: boolean): Promise<Folio[]> {
+  const folios: Folio[] = [];
+  try {
+    for (const folio of inode.mapping.dirtyFolios(cursor, indexEnd)) {
+      if (folios.length >= count) break;
+      folio.get();
+      await folio.lock();
+      // Every writeback in flight was submitted before its folio was unlocked: waiting on it waits for I/O only.
+      if (sync && folio.writebackAccounted) await folio.waitWriteback();
+      if (!folio.attached || !folio.isDirty() || folio.writebackAccounted) {
+        folio.unlock();
+        folio.put();
+        continue;
+      }
+      if (folio.positionBytes >= inode.sizeBytes) {
+        folio.cancelDirty(); // wholly past EOF (a truncate raced us): nothing to write
+        folio.unlock();
+        folio.put();
+        continue;
+      }
+      folios.push(folio);
+    }
+  } catch (error) {
+    for (const folio of folios) {
+      folio.unlock();
+      folio.put();
+    }
+    throw error;
+  }
+  return folios;
+}
+
+interface BatchResult {
+  completion: Promise<void>;
+  startedBytes: number;
+  /** Where the next batch starts: past the last folio, or at the first one left dirty for a retry. */
+  next: number;
+  /** getBlock found no room at the batch's first block: nothing was mapped or started. */
+  stalled: boolean;
+}
+
+// Map, start and submit one batch of locked folios; unlocks them all.
+async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWritepagesOptions): Promise<BatchResult> {
+  const bs = inode.blockSizeBytes;
+  const sizeBytes = inode.sizeBytes;
+  const eofBlockEnd = roundUp(sizeBytes, bs);
+  const table = BufferHeadTable.of(inode.mapping.cache);
+  let mapBlockCount = 0;
+  let endBytes = 0;
+  for (const folio of folios) {
+    zeroFolioRange(folio, sizeBytes, folio.positionBytes + folio.lengthBytes); // mmap stores past EOF go out as zeros
+    forEachDirtyBlock(folio, bs, eofBlockEnd, (block, blockPos) => {
+      const state = table.states[table.base(folio) + block];
+      if ((state & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) mapBlockCount++;
+      if ((state & (BufferState.MAPPED | BufferState.DELAY)) !== 0) endBytes = Math.max(endBytes, Math.min(blockPos + bs, sizeBytes));
+    });
+  }
+  let writtenResolve!: () => void;
+  let writtenReject!: (error: unknown) => void;
+  const written = new Promise<void>((resolve, reject) => { writtenResolve = resolve; writtenReject = reject; });
+  written.catch(() => undefined); // observed by the journal when the filesystem ordered it; else only here
+  let retryAt = -1;
+  let mappedCount = 0;
+  const body = async (): Promise<void> => {
+    const mapped = await mapDirtyBlocks(inode, folios, options.ops.getBlock, eofBlockEnd);
+    retryAt = mapped.retryAt;
+    mappedCount = mapped.count;
+  };
+  try {
+    const batch: WritebackBatch = { mapBlockCount, endBytes, written };
+    if (options.ops.mapBatch !== undefined) await options.ops.mapBatch(inode, batch, body);
+    else await body();
+  } catch (error) {
+    inode.mapping.writebackError = error; // "data will be lost": what could not be mapped is not written
+  }
+  // From here to the submission below nothing awaits: a commit may be waiting on `written`.
+  const writes = new DeviceWrites(bs);
+  const started: Folio[] = [];
+  let settled: Promise<PromiseSettledResult<void>[]>;
+  try {
+    for (const folio of folios) {
+      // Left dirty from where getBlock found no room: the next batch (a fresh handle) maps it.
+      if (retryAt >= 0 && folio.index >= retryAt) continue;
+      startFolio(inode, folio, table, writes, eofBlockEnd);
+      started.push(folio);
+    }
+    const memory = inode.mapping.cache.core.bytes();
+    settled = Promise.allSettled(writes.runs.map((run) => options.device.write(run.addrBytes, memory.subarray(run.ptr, run.ptr + run.lengthBytes))));
+  } catch (error) {
+    writtenResolve();
+    throw error;
+  }
+  for (const folio of folios) {
+    folio.unlock();
+    if (retryAt >= 0 && folio.index >= retryAt) folio.put();
+  }
+  const completion = settled.then((results) => {
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    try {
+      if (failed !== undefined) {
+        inode.mapping.writebackError = failed.reason;
+        options.ops.writeFailed?.(inode, failed.reason);
+      }
+      for (const folio of started) {
+        table.clearBits(folio, 0, folio.blockCount, BufferState.REQ);
+        folio.endWriteback();
+        folio.put();
+      }
+    } finally {
+      if (failed === undefined) writtenResolve();
+      else writtenReject(failed.reason);
+    }
+  });
+  const next = retryAt >= 0 ? retryAt : folios[folios.length - 1].indexEnd;
+  const stalled = retryAt === folios[0].index && mappedCount === 0;
+  return { completion, startedBytes: started.reduce((bytes, folio) => bytes + folio.lengthBytes, 0), next, stalled };
+}
+
+/**
+ * The body of a batch: getBlock(create) for each dirty DELAY/UNWRITTEN block inside EOF.
+ * retryAt: -1, or the index of the folio where getBlock answered null (the batch ends there).
+ */
+async function mapDirtyBlocks(inode: BufferInode, folios: readonly Folio[], getBlock: GetBlock, eofBlockEnd: number): Promise<{ retryAt: number; count: number }> {
+  const bs = inode.blockSizeBytes;
+  const table = BufferHeadTable.of(inode.mapping.cache);
+  let count = 0;
+  for (const folio of folios) {
+    const base = table.base(folio);
+    const blocks: number[] = [];
+    forEachDirtyBlock(folio, bs, eofBlockEnd, (block) => {
+      if ((table.states[base + block] & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) blocks.push(block);
+    });
+    for (const block of blocks) {
+      const map = await getBlockAwait(getBlock, inode, (folio.positionBytes + block * bs) / bs, true);
+      if (map === null) return { retryAt: folio.index, count };
+      assert((map.state & (BufferState.DELAY | BufferState.UNWRITTEN)) === 0, 'writeback getBlock leaves nothing delayed or unwritten');
+      table.setMap(folio, block, map); // MAPPED; or a hole (punched while dirty): not written
+      count++;
+    }
+  }
+  return { retryAt: -1, count };
+}
+
+// startWriteback and queue the folio's dirty, mapped blocks inside EOF for the device.
+function startFolio(inode: BufferInode, folio: Folio, table: BufferHeadTable, writes: DeviceWrites, eofBlockEnd: number): void {
+  const bs = inode.blockSizeBytes;
+  const base = table.base(folio);
+  const folioStart = folio.positionBytes;
+  const ranges = folio.startWriteback();
+  for (const range of ranges) {
+    const blockEnd = Math.min(range.blockEnd, Math.max(range.blockStart, (eofBlockEnd - folioStart) / bs));
+    for (let block = range.blockStart; block < blockEnd; block++) {
+      const state = table.states[base + block];
+      // Unmapped (a hole: punched while dirty), or left delayed/unwritten by a failed mapping: not written.
+      if ((state & BufferState.MAPPED) === 0 || (state & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) continue;
+      table.states[base + block] = (state & ~BufferState.NEW) | BufferState.REQ;
+      writes.add(table.blocknrs[base + block] * bs, folio.dataPtr + block * bs);
+    }
+  }
+}
+
+// Calls visit(block, blockPos) for each dirty block of the folio that starts inside EOF's block.
+function forEachDirtyBlock(folio: Folio, bs: number, eofBlockEnd: number, visit: (block: number, blockPos: number) => void): void {
+  const folioStart = folio.positionBytes;
+  const blockEnd = Math.min(folio.blockCount, Math.max(0, (eofBlockEnd - folioStart) / bs));
+  for (let block = folio.nextBlock('dirty', true, 0, blockEnd); block < blockEnd; block = folio.nextBlock('dirty', true, block + 1, blockEnd)) {
+    visit(block, folioStart + block * bs);
+  }
+}
+
+/** Device writes being built: one run per stretch contiguous on the device and in folio memory. */
+class DeviceWrites {
+  readonly runs: { addrBytes: number; ptr: number; lengthBytes: number }[] = [];
+
+  constructor(private readonly bs: number) {}
+
+  add(addrBytes: number, ptr: number): void {
+    const last = this.runs.at(-1);
+    if (last !== undefined && last.addrBytes + last.lengthBytes === addrBytes && last.ptr + last.lengthBytes === ptr) {
+      last.lengthBytes += this.bs;
+      return;
+    }
+    this.runs.push({ addrBytes, ptr, lengthBytes: this.bs });
+  }
+}
+
+function pageRange(startBytes: number, endBytes: number): [number, number] {
+  const indexStart = Math.floor(startBytes / PAGE_BYTES);
+  const indexEnd = endBytes === Infinity ? PAGE_INDEX_LIMIT : Math.min(PAGE_INDEX_LIMIT, Math.ceil(endBytes / PAGE_BYTES));
+  return [indexStart, indexEnd];
+}
