@@ -97,9 +97,8 @@ async function writeFolio(inode: IomapInode, iomap: Iomap, pos: number, end: num
         const folioStart = folio.positionBytes;
         const chunkEnd = Math.min(end, folioStart + folio.lengthBytes);
         await fillPartialBlocks(inode, folio, iomap, pos, chunkEnd, options.device);
-        const bytes = folio.bytes();
-        if (range.source === null) bytes.fill(0, pos - folioStart, chunkEnd - folioStart);
-        else bytes.set(range.source.subarray(pos - range.posBytes, chunkEnd - range.posBytes), pos - folioStart);
+        if (range.source === null) folio.zeroBytes(pos - folioStart, chunkEnd - folioStart);
+        else folio.bytes().set(range.source.subarray(pos - range.posBytes, chunkEnd - range.posBytes), pos - folioStart);
         const blockBytes = inode.blockSizeBytes;
         const blockStart = Math.floor((pos - folioStart) / blockBytes);
         const blockEnd = Math.ceil((chunkEnd - folioStart) / blockBytes);

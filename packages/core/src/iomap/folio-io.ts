@@ -36,7 +36,7 @@ export function zeroFolioRange(folio: Folio, startBytes: number, endBytes: numbe
   const folioStart = folio.positionBytes;
   const from = Math.max(startBytes, folioStart) - folioStart;
   const to = Math.min(endBytes, folioStart + folio.lengthBytes) - folioStart;
-  if (from < to) folio.bytes().fill(0, from, to);
+  if (from < to) folio.zeroBytes(from, to);
 }
 
 /**
@@ -77,7 +77,7 @@ async function fillRun(inode: IomapInode, folio: Folio, iomap: Iomap, from: numb
     const addrBytes = iomap.addrBytes + (folioStart + from - iomap.offsetBytes);
     await device.read(addrBytes, bytes.subarray(from, readEnd));
     // The EOF block's tail past i_size reads as zero whatever the disk holds there.
-    if (folioStart + readEnd > sizeBytes) bytes.fill(0, Math.max(from, sizeBytes - folioStart), readEnd);
+    if (folioStart + readEnd > sizeBytes) folio.zeroBytes(Math.max(from, sizeBytes - folioStart), readEnd);
   }
-  if (readEnd < to) bytes.fill(0, readEnd, to);
+  if (readEnd < to) folio.zeroBytes(readEnd, to);
 }

@@ -287,6 +287,12 @@ export class Folio {
     return this.mapping.cache.core.bytes().subarray(this.dataPtr, this.dataPtr + this.lengthBytes);
   }
 
+  /** Zero folio bytes [fromBytes, toBytes) with the wasm kernel (memory.fill: ~30x TypedArray.fill here). */
+  zeroBytes(fromBytes: number, toBytes: number): void {
+    assert(fromBytes >= 0 && fromBytes <= toBytes && toBytes <= this.lengthBytes, 'zero range inside the folio');
+    if (fromBytes < toBytes) this.mapping.cache.core.kernels.bytesZero(this.dataPtr + fromBytes, toBytes - fromBytes);
+  }
+
   state(): number {
     return Atomics.load(this.words, this.slot);
   }
