@@ -25,7 +25,7 @@
  * repetition, and setUp writes the whole image once (tmpfs, ~1 s per GiB).
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, open, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir, release } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -52,6 +52,10 @@ export function findTool(name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+function isMountPoint(dir: string): boolean {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').some((line) => line.split(' ')[1] === dir);
 }
 
 function run(tool: string, args: string[], timeoutMs = 120_000): Promise<string> {
@@ -154,6 +158,22 @@ export class KernelFioPeer implements Target {
   private fio = '';
   private imageDir = '';
   private mountDir = '';
+  /** Ctrl-C while mounted: lazy-unmount and remove the image before exiting (a finally would not run). */
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    const umount = findTool('umount') ?? 'umount';
+    // fio got the signal too and is exiting: give it a moment, then unmount lazily.
+    let unmounted = false;
+    for (let attempt = 0; attempt < 10 && !unmounted; attempt++) {
+      unmounted = spawnSync(umount, [this.mountDir], { stdio: 'ignore' }).status === 0;
+      if (!unmounted) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+    if (!unmounted) spawnSync(umount, ['-l', this.mountDir], { stdio: 'ignore' });
+    rmSync(this.imageDir, { recursive: true, force: true });
+    // Once nothing is mounted there, the private directory (and anything a dying fio wrote
+    // into it after a lazy unmount) can go.
+    if (!isMountPoint(this.mountDir)) rmSync(this.mountDir, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
 
   constructor(private readonly options: KernelPeerOptions = {}) {}
 
@@ -184,6 +204,8 @@ export class KernelFioPeer implements Target {
   async setUp(plan: SuitePlan): Promise<void> {
     this.imageDir = await mkdtemp(join(TMPFS_DIR, 'ext4ts-bench-kernel-'));
     this.mountDir = await mkdtemp(join(tmpdir(), 'ext4ts-bench-mnt-'));
+    process.once('SIGINT', this.onSignal);
+    process.once('SIGTERM', this.onSignal);
     // Write the whole image once so tmpfs has its pages before any timed job.
     const handle = await open(this.imagePath(), 'w');
     try {
@@ -249,6 +271,8 @@ export class KernelFioPeer implements Target {
   }
 
   async tearDown(): Promise<void> {
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
     if (this.imageDir !== '') await rm(this.imageDir, { recursive: true, force: true });
     if (this.mountDir !== '') await rmdir(this.mountDir).catch(() => undefined);
     this.imageDir = '';

@@ -11,7 +11,7 @@
  *
  * fio's option names (job.ts lists them) plus ext4ts's own: --buffered iomap|buffer_head,
  * --no-large-folios, --device memory|FILE, --repeat N, --peers LIST, --install-peers,
- * --cache-bytes SIZE, --sections LIST, --json FILE, --svg FILE, --results-dir DIR,
+ * --cache-bytes SIZE, --writeback-threads N, --sections LIST, --json FILE, --svg FILE, --results-dir DIR,
  * --no-save, --no-progress, --output-format normal|json, --output FILE.
  *
  * Output: the tables on stdout (or the JSON document with --output-format=json, as fio
@@ -64,11 +64,14 @@ export interface BenchArgs {
   save: boolean;
   progress: boolean;
   cacheBytes?: number;
+  writebackThreads?: number;
   sections: SectionId[];
   help: boolean;
 }
 
-const VALUED = new Set(['device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'sections']);
+const VALUED = new Set([
+  'device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'sections',
+]);
 const FLAGS = new Set(['no-large-folios', 'large-folios', 'full', 'install-peers', 'no-save', 'no-progress', 'help']);
 
 function listOf<T extends string>(text: string, allowed: readonly T[], what: string): T[] {
@@ -146,6 +149,7 @@ function applyValued(args: BenchArgs, key: string, value: string): void {
   else if (key === 'svg') args.svgPath = resolve(value);
   else if (key === 'results-dir') args.resultsDir = resolve(value);
   else if (key === 'cache-bytes') args.cacheBytes = parseFioSize(value, '--cache-bytes');
+  else if (key === 'writeback-threads') args.writebackThreads = value === '0' ? 0 : positiveInt(value, key);
 }
 
 export const BENCH_USAGE = `usage: ext4ts bench [options] [JOBFILE...]
@@ -171,6 +175,7 @@ ext4ts options:
   --install-peers                as root: apt-get install fio when it is missing
   --sections LIST                seed,scaling,small (default all) for the default run
   --cache-bytes SIZE             the page cache (default: the data the jobs keep + 64 MiB)
+  --writeback-threads N          writeback workers (default: the engine's; 0 = inline)
   --output-format normal|json    json: print the JSON document instead of the tables
   --output FILE                  write what would be printed to FILE
   --json FILE, --svg FILE        where the results go (default bench/results/, also latest.*)
@@ -207,7 +212,7 @@ export function chosenConfigs(args: Pick<BenchArgs, 'buffered' | 'largeFolios'>)
 }
 
 function ext4tsTargets(configs: readonly Ext4tsConfig[], args: BenchArgs): Target[] {
-  return configs.map((config) => new Ext4tsTarget({ config, device: args.device, cacheBytes: args.cacheBytes }));
+  return configs.map((config) => new Ext4tsTarget({ config, device: args.device, cacheBytes: args.cacheBytes, writebackThreads: args.writebackThreads }));
 }
 
 /** The suites of a run: the user's jobs, or the default sections. */

@@ -44,6 +44,7 @@ interface EngineMountOptions extends MountOptions {
   buffered?: BufferedPath;
   largeFolios?: boolean;
   cacheBytes?: number;
+  writebackThreads?: number;
 }
 
 export const EXT4TS_CONFIGS: readonly Ext4tsConfig[] = [
@@ -122,6 +123,8 @@ export interface Ext4tsTargetOptions {
   device: DeviceChoice;
   /** Page cache size; default cacheBytesFor(plan). */
   cacheBytes?: number;
+  /** Writeback worker threads (the engine's default when undefined; 0 = inline). */
+  writebackThreads?: number;
 }
 
 export class Ext4tsTarget implements Target {
@@ -134,7 +137,11 @@ export class Ext4tsTarget implements Target {
 
   settings(): Record<string, string | number | boolean> {
     const device = this.options.device.kind === 'memory' ? 'memory' : this.options.device.path;
-    return { buffered: this.options.config.buffered, largeFolios: this.options.config.largeFolios, cacheBytes: this.cacheBytes, device };
+    const settings: Record<string, string | number | boolean> = {
+      buffered: this.options.config.buffered, largeFolios: this.options.config.largeFolios, cacheBytes: this.cacheBytes, device,
+    };
+    if (this.options.writebackThreads !== undefined) settings.writebackThreads = this.options.writebackThreads;
+    return settings;
   }
 
   constructor(private readonly options: Ext4tsTargetOptions) {
@@ -179,6 +186,7 @@ export class Ext4tsTarget implements Target {
       buffered: this.options.config.buffered,
       largeFolios: this.options.config.largeFolios,
       cacheBytes: this.cacheBytes,
+      writebackThreads: this.options.writebackThreads,
     };
     const mountIt = () => Ext4.mount(device, mountOptions);
     const fs = new Ext4tsFs(await mountIt(), mountIt);
