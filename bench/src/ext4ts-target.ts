@@ -17,7 +17,7 @@
  * the harness adds ~0.1 µs (executor.ts).
  */
 import { constants as fsConstants } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import {
   Ext4, FileDevice, FsError, MemoryDevice, mkfs, type Ext4Filesystem, type FileHandle, type MountOptions, type SyncBlockDevice,
 } from '@ext4ts/core';
@@ -118,6 +118,29 @@ class Ext4tsFs implements BenchFs {
   }
 }
 
+const PROBE_DEVICE_BYTES = 32 * MIB;
+
+/**
+ * Whether this build of the engine offers a configuration: mount a small scratch
+ * filesystem with it. ENOTSUP (a path not built yet) makes the target a skip with that
+ * reason, not a failure; anything else is a real error and is thrown.
+ */
+async function probeConfig(config: Ext4tsConfig): Promise<string | undefined> {
+  const device = MemoryDevice.create({ sizeBytes: PROBE_DEVICE_BYTES });
+  try {
+    await mkfs(device, { assumeZeroed: true });
+    const options: EngineMountOptions = { readOnly: false, buffered: config.buffered, largeFolios: config.largeFolios };
+    const fs = await Ext4.mount(device, options);
+    await fs.unmount();
+    return undefined;
+  } catch (error) {
+    if (FsError.is(error, 'ENOTSUP')) return `this build of the engine does not offer it (${(error as Error).message})`;
+    throw error;
+  } finally {
+    await device.close();
+  }
+}
+
 export interface Ext4tsTargetOptions {
   config: Ext4tsConfig;
   device: DeviceChoice;
@@ -150,13 +173,7 @@ export class Ext4tsTarget implements Target {
   }
 
   async probe(): Promise<string | undefined> {
-    if (this.options.device.kind === 'file') {
-      const existing = await stat(this.options.device.path).catch(() => undefined);
-      if (existing !== undefined && existing.size > 0) {
-        return `${this.options.device.path} exists: the bench makes a new filesystem on its device and removes it after; give a new path`;
-      }
-    }
-    return undefined;
+    return probeConfig(this.options.config);
   }
 
   async setUp(plan: SuitePlan): Promise<void> {
