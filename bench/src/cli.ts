@@ -180,7 +180,9 @@ ext4ts options:
   --output-format normal|json    json: print the JSON document instead of the tables
   --output FILE                  write what would be printed to FILE
   --json FILE, --svg FILE        where the results go (default bench/results/, also latest.*)
-  --results-dir DIR, --no-save, --no-progress`;
+  --results-dir DIR              where the default pair goes (default bench/results/)
+  --no-save                      no default files (--json/--svg still write theirs)
+  --no-progress                  no progress bar`;
 
 /** Where results go by default: the bench package's results/ (git-ignored). */
 function defaultResultsDir(): string {
@@ -309,7 +311,7 @@ export async function benchMain(argv: readonly string[], io: BenchIo = processIo
   });
   const document = buildDocument(outcomes, { startedAt, durationMs: performance.now() - startedMs, args, repeat: plan.repeat, notes: plan.notes, argv });
   const text = args.outputFormat === 'json' ? `${JSON.stringify(document, null, 2)}\n` : renderReport(document);
-  const saved = args.save ? await saveResults(document, args) : [];
+  const saved = await saveResults(document, args);
   const footer = saved.length > 0 && args.outputFormat === 'normal' ? `\nresults: ${saved.join(', ')}\n` : '';
   if (args.output !== undefined) await writeFile(args.output, text + footer);
   else io.stdout(text + footer);
@@ -318,20 +320,28 @@ export async function benchMain(argv: readonly string[], io: BenchIo = processIo
   return ext4tsFailed ? 1 : 0;
 }
 
+/** Write the JSON and SVG files: the ones named by --json/--svg, and the default pair unless --no-save. */
 async function saveResults(document: BenchDocument, args: BenchArgs): Promise<string[]> {
   const dir = args.resultsDir ?? defaultResultsDir();
   const stamp = document.startedAt.replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z');
-  const jsonPath = args.jsonPath ?? join(dir, `ext4ts-bench-${stamp}.json`);
-  const svgPath = args.svgPath ?? join(dir, `ext4ts-bench-${stamp}.svg`);
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await mkdir(dirname(svgPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(document, null, 2)}\n`);
-  await writeFile(svgPath, renderSvg(document));
-  if (args.jsonPath === undefined && args.svgPath === undefined) {
-    await copyFile(jsonPath, join(dir, 'latest.json'));
-    await copyFile(svgPath, join(dir, 'latest.svg'));
+  const jsonPath = args.jsonPath ?? (args.save ? join(dir, `ext4ts-bench-${stamp}.json`) : undefined);
+  const svgPath = args.svgPath ?? (args.save ? join(dir, `ext4ts-bench-${stamp}.svg`) : undefined);
+  const written: string[] = [];
+  if (jsonPath !== undefined) {
+    await mkdir(dirname(jsonPath), { recursive: true });
+    await writeFile(jsonPath, `${JSON.stringify(document, null, 2)}\n`);
+    written.push(jsonPath);
   }
-  return [jsonPath, svgPath];
+  if (svgPath !== undefined) {
+    await mkdir(dirname(svgPath), { recursive: true });
+    await writeFile(svgPath, renderSvg(document));
+    written.push(svgPath);
+  }
+  if (args.save && args.jsonPath === undefined && args.svgPath === undefined) {
+    await copyFile(jsonPath!, join(dir, 'latest.json'));
+    await copyFile(svgPath!, join(dir, 'latest.svg'));
+  }
+  return written;
 }
 
 // Run directly: node bench/dist/src/cli.js …
