@@ -1,0 +1,465 @@
+// The fsx crash workload: fsx's own exerciser (runFsx, its seeded op generator and model,
+// packages/cli/src/fsx) drives one file of a small ext4ts image on a RecordingDevice, through
+// a target that marks every change in the log with the file version it leads to; and the
+// checker that says which recovered file contents a crash state may show (checkFsxFile).
+//
+// The image (makeFsxCrashBase, 16 MiB, 1024-block journal): a neighbour file whose bytes
+// must never change, and ~9 MiB of "junk" files written and then deleted, so almost every
+// free block the fsx file can be given still holds junk. A crash image that shows junk, the
+// neighbour's bytes or any other bytes the file never held in a block of the file is a
+// stale-data bug: the window that unwritten-then-convert (iomap) and data=ordered
+// (buffer_head) exist to close.
+//
+// Markers (RecordingDevice.mark) — `version` is the fsx model's file content after the op:
+// - 'op'  before each change starts (write, mapwrite, truncate, fallocate, punch, zero,
+//         fsync, unmount): the op may land whole, in part, or not at all;
+// - 'ack' after fsync (FileHandle.sync) resolved, and after unmount: the file as the model
+//         had it is durable. The base image is acknowledged first ('base', empty file).
+//
+// The versions of a crash state at point p: V_A, the version of the last ack before p, and
+// the version of every op marked between that ack and p (later ops cannot have written
+// anything). What may a recovered file show (checkFsxFile)?
+// - Size: one of those versions' sizes, or — for a pwrite that extends the file — a block
+//   boundary strictly inside the range it extends over: i_disksize rises as writeback
+//   completes, min(ioend end, i_size), and a commit may fall between two ioends (the flusher
+//   writes back in chunks under a small cache). truncate, fallocate, zero range and mapwrite
+//   (which ftruncates up first) set the size in one handle: no intermediate sizes.
+// - Bytes: every 4 KiB block of the file equals that block in one of the versions (past a
+//   version's EOF its bytes count as zeros: growing a file shows zeros there, and a block
+//   whose unwritten extent was not yet converted, or whose delayed data was not yet
+//   written, reads as a hole). Where the state tore writes, each 512-byte sector instead.
+//   A block untouched since V_A has one candidate, V_A's: acknowledged data is checked
+//   exactly. Blocks of earlier versions, of other files, junk, or zeros where no version
+//   had zeros are all failures.
+// - The neighbour file reads back exactly as in the base image.
+//
+// Determinism. A failure reproduces from (config, seed, op count, crash spec) only if the
+// workload records the same log every time. The engine reads the clocks (mtime stamps at
+// most every TIME_UPDATE_MS, dirty expiry by performance.now, a 5 s flusher interval), so
+// the caller freezes Date/performance and the interval timer while recording (the test does,
+// with vitest fake timers); the flusher then runs only when woken by the dirty thresholds
+// or a throttled writer, through setImmediate, and the target yields one setImmediate after
+// every op so a woken flusher writes back between ops as well as during them.
+//
+// Cost of recording: the fsx op itself (page cache, a commit per fsync) plus one compare of
+// the model against the previous version per op (maxFileLen bytes) and a 4 KiB copy of
+// each block that changed; versions share unchanged blocks, so memory is ~the bytes the ops
+// changed, not ops × file size.
+import { Buffer } from 'node:buffer';
+import { Ext4, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type FileHandle } from '@ext4ts/core';
+import type { RecordedMark } from '../../packages/core/src/device/recording-device.js';
+import { FsxModel } from '../../packages/cli/src/fsx/model.js';
+import { formatOpLine } from '../../packages/cli/src/fsx/log.js';
+import { makeOriginalBuffer, suspectOpMod256, type FsxOp } from '../../packages/cli/src/fsx/ops.js';
+import { runFsx, type FsxRunOptions } from '../../packages/cli/src/fsx/run.js';
+import type { FsxCapabilities, FsxTarget } from '../../packages/cli/src/fsx/target.js';
+
+export const FSX_CRASH_IMAGE_BYTES = 16 * 1024 * 1024;
+export const FSX_CRASH_JOURNAL_BLOCKS = 1024;
+export const FSX_CRASH_FILE_PATH = '/fsxfile';
+export const FSX_CRASH_NEIGHBOUR_PATH = '/neighbour';
+const NEIGHBOUR_BYTES = 256 * 1024;
+/** Junk written then deleted: with the journal (4 MiB) and metadata, most of the free space. */
+const JUNK_FILE_COUNT = 9;
+const JUNK_FILE_BYTES = 1024 * 1024;
+const BLOCK_BYTES = 4096;
+/** The checker's unit where a state tore writes (the device's sector). */
+const SECTOR_BYTES_DEFAULT = 512;
+/** Cache of the recovery and read-back mounts: the minimum, nothing is cached for long. */
+export const RECOVERY_CACHE_BYTES = 1024 * 1024;
+
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+const FALLOC_FL_ZERO_RANGE = 0x10;
+
+export interface FsxCrashConfig {
+  /** Names the config in reports and reproducers: 'iomap', 'iomap-small-folios', 'buffer_head'. */
+  name: string;
+  buffered: 'iomap' | 'buffer_head';
+  largeFolios: boolean;
+}
+
+export const FSX_CRASH_CONFIGS: readonly FsxCrashConfig[] = [
+  { name: 'iomap', buffered: 'iomap', largeFolios: true },
+  { name: 'iomap-small-folios', buffered: 'iomap', largeFolios: false },
+  { name: 'buffer_head', buffered: 'buffer_head', largeFolios: false },
+];
+
+// ---- base image ----------------------------------------------------------------------
+
+/** A recognisable 4 KiB pattern: `tag` and the block number, repeated (never zero, never fsx data). */
+export function taggedBlock(tag: string, blockIndex: number): Buffer {
+  const unit = Buffer.from(`${tag} block ${String(blockIndex).padStart(6, '0')} | `, 'latin1');
+  const block = Buffer.alloc(BLOCK_BYTES);
+  for (let at = 0; at < BLOCK_BYTES; at += unit.length) unit.copy(block, at);
+  return block;
+}
+
+function taggedBytes(tag: string, lengthBytes: number): Buffer {
+  const blocks: Buffer[] = [];
+  for (let index = 0; index * BLOCK_BYTES < lengthBytes; index++) blocks.push(taggedBlock(tag, index));
+  return Buffer.concat(blocks).subarray(0, lengthBytes);
+}
+
+export const NEIGHBOUR_TAG = 'neighbour-file';
+export const JUNK_TAG = 'stale-junk';
+export const neighbourBytes = (): Buffer => taggedBytes(NEIGHBOUR_TAG, NEIGHBOUR_BYTES);
+
+function mountOptions(config: FsxCrashConfig | undefined, cacheBytes: number) {
+  return {
+    readOnly: false, commitIntervalMs: 0, uid: 0, gid: 0, umask: 0o022,
+    buffered: config?.buffered ?? 'iomap', largeFolios: config?.largeFolios ?? true, cacheBytes,
+    // The pool needs a device it can share with workers; a RecordingDevice (and a crash
+    // image's UndoDevice) refuses, so writeback runs on the engine thread.
+    writebackThreads: 0,
+  } as const;
+}
+
+/** Mount read-write (replays the journal, finishes orphans) as the recovery of a crash state. */
+export function mountForRecovery(device: BlockDevice): Promise<Ext4Filesystem> {
+  return Ext4.mount(device, mountOptions(undefined, RECOVERY_CACHE_BYTES));
+}
+
+/** The base image: the neighbour, the empty fsx file, and free blocks full of junk. */
+export async function makeFsxCrashBase(): Promise<MemoryDevice> {
+  const device = MemoryDevice.create({ sizeBytes: FSX_CRASH_IMAGE_BYTES });
+  await mkfs(device, {
+    assumeZeroed: true, journalBlocks: FSX_CRASH_JOURNAL_BLOCKS, now: new Date('2024-01-01T00:00:00Z'),
+    uuid: Buffer.alloc(16, 0x5b), hashSeed: Buffer.alloc(16, 0xb5),
+  });
+  let fs = await Ext4.mount(device, mountOptions(undefined, 4 * 1024 * 1024));
+  for (let index = 0; index < JUNK_FILE_COUNT; index++) await fs.writeFile(`/junk-${index}`, taggedBytes(`${JUNK_TAG} ${index}`, JUNK_FILE_BYTES));
+  await fs.writeFile(FSX_CRASH_NEIGHBOUR_PATH, neighbourBytes());
+  await fs.writeFile(FSX_CRASH_FILE_PATH, new Uint8Array(0));
+  await fs.unmount();
+  fs = await Ext4.mount(device, mountOptions(undefined, 4 * 1024 * 1024));
+  for (let index = 0; index < JUNK_FILE_COUNT; index++) await fs.unlink(`/junk-${index}`);
+  await fs.unmount();
+  return device;
+}
+
+// ---- versions ------------------------------------------------------------------------
+
+/** The file's content at one point of the model: blocks shared with the previous version where equal. */
+export interface FileVersion {
+  /** 0 = the base image's (empty) file; then one per op that changed the model. */
+  index: number;
+  /** The fsx op number that made it (0 for the base). */
+  opNumber: number;
+  sizeBytes: number;
+  /** Block i of the file; null = all zeros (holes, and everything past EOF). */
+  blocks: ReadonlyArray<Buffer | null>;
+}
+
+class VersionList {
+  readonly all: FileVersion[] = [];
+  private readonly zeros = Buffer.alloc(BLOCK_BYTES);
+
+  constructor(private readonly blockCount: number) {
+    this.all.push({ index: 0, opNumber: 0, sizeBytes: 0, blocks: new Array<Buffer | null>(blockCount).fill(null) });
+  }
+
+  get last(): FileVersion { return this.all[this.all.length - 1]; }
+
+  /** The model's content as a version: the last one when nothing changed, else a new one. */
+  capture(model: FsxModel, opNumber: number): FileVersion {
+    const previous = this.last;
+    const blocks: Array<Buffer | null> = [];
+    let changed = model.sizeBytes !== previous.sizeBytes;
+    for (let index = 0; index < this.blockCount; index++) {
+      const start = index * BLOCK_BYTES;
+      const now = Buffer.from(model.good.buffer, model.good.byteOffset + start, Math.min(BLOCK_BYTES, model.maxFileLen - start));
+      const old = previous.blocks[index];
+      if (old === null ? now.equals(this.zeros.subarray(0, now.length)) : old.equals(now)) {
+        blocks.push(old);
+        continue;
+      }
+      changed = true;
+      const copy = Buffer.alloc(BLOCK_BYTES);
+      now.copy(copy);
+      blocks.push(copy);
+    }
+    if (!changed) return previous;
+    const version: FileVersion = { index: this.all.length, opNumber, sizeBytes: model.sizeBytes, blocks };
+    this.all.push(version);
+    return version;
+  }
+}
+
+// ---- marks ---------------------------------------------------------------------------
+
+export interface FsxOpMark {
+  /** fsx op number (1-based; unmount is numOps + 1). */
+  opNumber: number;
+  /** e.g. "write 0x1000 0x2000 0x0" (fsx's replay line; size column = size before). */
+  text: string;
+  name: FsxOp['name'] | 'unmount';
+  sizeBeforeBytes: number;
+  /** The model after the op. */
+  version: FileVersion;
+}
+
+export interface FsxAckMark {
+  via: 'base' | 'fsync' | 'unmount';
+  opNumber: number;
+  version: FileVersion;
+}
+
+// ---- the target ----------------------------------------------------------------------
+
+const CAPABILITIES: FsxCapabilities = { fallocate: true, punch: true, zero: true, mmap: true, eofPage: false };
+
+/** Yield to the event loop once: a flusher woken by the dirty thresholds runs here. */
+const yieldToFlusher = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * An FsxTarget over an open FileHandle that marks every change before it starts (with the
+ * version the change leads to, from a mirror FsxModel fed the same calls runFsx makes) and
+ * every fsync after it resolved. Reads and size() pass through unmarked.
+ */
+class MarkingFsxTarget implements FsxTarget {
+  readonly capabilities = CAPABILITIES;
+  readonly model: FsxModel;
+  readonly versions: VersionList;
+  /** The op runFsx is running (onProgress tells us when one is done). */
+  opNumber = 1;
+
+  constructor(private readonly fh: FileHandle, private readonly mark: (label: string, data: FsxOpMark | FsxAckMark) => void, maxFileLen: number) {
+    this.model = new FsxModel(maxFileLen);
+    this.versions = new VersionList(Math.ceil(maxFileLen / BLOCK_BYTES));
+  }
+
+  async size(): Promise<number> { return (await this.fh.stat()).size; }
+
+  async read(pos: number, len: number): Promise<Uint8Array> {
+    const buffer = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const { bytesRead } = await this.fh.read(buffer, done, len - done, pos + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buffer.subarray(0, done);
+  }
+
+  async mapRead(pos: number, len: number): Promise<Uint8Array> {
+    const pageStart = pos - (pos % BLOCK_BYTES);
+    const mapping = await this.fh.mmap(pageStart, pos + len - pageStart);
+    try { return await mapping.read(pos - pageStart, len); } finally { await mapping.unmap(); }
+  }
+
+  /** Mark, run, yield: `apply` updates the mirror model exactly as runFsx's model will be. */
+  private async change(name: FsxOp['name'], line: string, apply: (model: FsxModel) => void, run: () => Promise<void>): Promise<void> {
+    const sizeBeforeBytes = this.model.sizeBytes;
+    apply(this.model);
+    const version = this.versions.capture(this.model, this.opNumber);
+    this.mark('op', { opNumber: this.opNumber, text: `${name} ${line} 0x${sizeBeforeBytes.toString(16)}`, name, sizeBeforeBytes, version });
+    await run();
+    await yieldToFlusher();
+  }
+
+  write(pos: number, data: Uint8Array): Promise<void> {
+    return this.change('write', hexRange(pos, data.length), (m) => m.write(pos, data), async () => {
+      const { bytesWritten } = await this.fh.write(data, 0, data.length, pos);
+      if (bytesWritten !== data.length) throw new Error(`short write: ${bytesWritten} of ${data.length}`);
+    });
+  }
+
+  mapWrite(pos: number, data: Uint8Array): Promise<void> {
+    return this.change('mapwrite', hexRange(pos, data.length), (m) => m.mapWrite(pos, data), async () => {
+      // fsx's domapwrite: a store through a mapping never extends the file, so grow it first.
+      if (pos + data.length > (await this.size())) await this.fh.truncate(pos + data.length);
+      const pageStart = pos - (pos % BLOCK_BYTES);
+      const mapping = await this.fh.mmap(pageStart, pos + data.length - pageStart);
+      try {
+        await mapping.write(pos - pageStart, data);
+        await mapping.msync();
+      } finally {
+        await mapping.unmap();
+      }
+    });
+  }
+
+  truncate(size: number): Promise<void> {
+    return this.change('truncate', hexRange(0, size), (m) => m.truncate(size), () => this.fh.truncate(size));
+  }
+
+  fallocate(pos: number, len: number, options: { keepSize: boolean }): Promise<void> {
+    return this.change('fallocate', hexRange(pos, len) + (options.keepSize ? ' keep_size' : ''), (m) => m.fallocate(pos, len, options.keepSize),
+      () => this.fh.fallocate(options.keepSize ? FALLOC_FL_KEEP_SIZE : 0, pos, len));
+  }
+
+  punchHole(pos: number, len: number): Promise<void> {
+    return this.change('punch_hole', hexRange(pos, len), (m) => m.punchHole(pos, len),
+      () => this.fh.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, pos, len));
+  }
+
+  zeroRange(pos: number, len: number, options: { keepSize: boolean }): Promise<void> {
+    return this.change('zero_range', hexRange(pos, len) + (options.keepSize ? ' keep_size' : ''), (m) => m.zeroRange(pos, len, options.keepSize),
+      () => this.fh.fallocate(FALLOC_FL_ZERO_RANGE | (options.keepSize ? FALLOC_FL_KEEP_SIZE : 0), pos, len));
+  }
+
+  async fsync(): Promise<void> {
+    await this.change('fsync', '0x0 0x0', () => undefined, () => this.fh.sync());
+    this.mark('ack', { via: 'fsync', opNumber: this.opNumber, version: this.versions.last });
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+const hexRange = (pos: number, len: number): string => `0x${pos.toString(16)} 0x${len.toString(16)}`;
+
+// ---- the workload --------------------------------------------------------------------
+
+export interface FsxCrashWorkloadOptions {
+  config: FsxCrashConfig;
+  seed: number;
+  numOps: number;
+  maxFileLen: number;
+  maxOpLen: number;
+  /** Page cache of the recorded mount (small: the flusher and eviction write back between fsyncs). */
+  cacheBytes: number;
+}
+
+export interface FsxCrashRun {
+  options: FsxCrashWorkloadOptions;
+  /** fsx's op list (op n = ops[n - 1]). */
+  ops: readonly FsxOp[];
+  versions: readonly FileVersion[];
+  /** fsx's seeded "original" buffer: decodes which op wrote a byte (suspectOpMod256). */
+  original: Uint8Array;
+  fsyncs: number;
+  /** Page-cache counters of the recorded mount: proof that writeback happened between fsyncs. */
+  evictedFolios: number;
+  flusherPasses: number;
+  journalCommits: number;
+}
+
+interface CacheStatsView { files?: { cache?: { stats?(): { evictedFolioCount: number; flushPassCount: number } } } }
+
+/**
+ * runFsx (fsx's generator, model and per-op checks) on FSX_CRASH_FILE_PATH of the base image
+ * on `device`, marking as described in the header; then unmount, acknowledged.
+ */
+export async function fsxCrashWorkload(
+  device: BlockDevice,
+  mark: (label: string, data?: unknown) => void,
+  options: FsxCrashWorkloadOptions,
+): Promise<FsxCrashRun> {
+  const fs = await Ext4.mount(device, mountOptions(options.config, options.cacheBytes));
+  const fh = await fs.open(FSX_CRASH_FILE_PATH, 'r+');
+  const target = new MarkingFsxTarget(fh, mark, options.maxFileLen);
+  mark('ack', { via: 'base', opNumber: 0, version: target.versions.last } satisfies FsxAckMark);
+  const fsxOptions: Partial<FsxRunOptions> = {
+    seed: options.seed, numOps: options.numOps, maxFileLen: options.maxFileLen, maxOpLen: options.maxOpLen,
+    progressEveryOps: 1, onProgress: (opNumber) => { target.opNumber = opNumber + 1; },
+  };
+  const result = await runFsx(target, fsxOptions);
+  const stats = (fs as unknown as CacheStatsView).files?.cache?.stats?.();
+  const journalCommits = fs.mount.journal?.stats.commits ?? 0;
+  mark('op', { opNumber: options.numOps + 1, text: 'close + unmount', name: 'unmount', sizeBeforeBytes: target.model.sizeBytes, version: target.versions.last } satisfies FsxOpMark);
+  await target.close();
+  await fs.unmount();
+  mark('ack', { via: 'unmount', opNumber: options.numOps + 1, version: target.versions.last } satisfies FsxAckMark);
+  return {
+    options, ops: result.ops, versions: target.versions.all, original: makeOriginalBuffer(options.seed, options.maxFileLen),
+    fsyncs: result.opCounts.fsync, evictedFolios: stats?.evictedFolioCount ?? 0, flusherPasses: stats?.flushPassCount ?? 0, journalCommits,
+  };
+}
+
+// ---- the check -----------------------------------------------------------------------
+
+export interface FsxCrashCandidates {
+  ack: FsxAckMark;
+  /** Ops marked after the ack and before the crash point. */
+  later: FsxOpMark[];
+  versions: FileVersion[];
+}
+
+/** The last ack before the crash point and the ops begun since. */
+export function candidatesOf(acknowledged: readonly RecordedMark[]): FsxCrashCandidates {
+  let ackIndex = -1;
+  acknowledged.forEach((m, index) => { if (m.label === 'ack') ackIndex = index; });
+  if (ackIndex < 0) throw new Error('no acknowledgement before the crash point (the base one is missing)');
+  const ack = acknowledged[ackIndex].data as FsxAckMark;
+  const later = acknowledged.slice(ackIndex + 1).filter((m) => m.label === 'op').map((m) => m.data as FsxOpMark);
+  const versions = [ack.version];
+  for (const op of later) if (!versions.includes(op.version)) versions.push(op.version);
+  return { ack, later, versions };
+}
+
+/** Sizes the recovered file may have (header): versions' sizes, and block boundaries inside extending pwrites. */
+export function sizeAllowed(sizeBytes: number, candidates: FsxCrashCandidates): boolean {
+  if (candidates.versions.some((v) => v.sizeBytes === sizeBytes)) return true;
+  if (sizeBytes % BLOCK_BYTES !== 0) return false;
+  return candidates.later.some((op) => op.name === 'write' && op.sizeBeforeBytes < sizeBytes && sizeBytes < op.version.sizeBytes);
+}
+
+export interface FsxCheckOptions {
+  /** Compare per sector where a block matches no version (the state tore writes). */
+  sectorMix: boolean;
+  sectorBytes?: number;
+  /** For diagnostics: every version of the run and fsx's original buffer. */
+  run?: FsxCrashRun;
+}
+
+/** Every problem with the recovered file (empty = allowed by the header's rules). */
+export function checkFsxFile(actual: Uint8Array, acknowledged: readonly RecordedMark[], options: FsxCheckOptions): string[] {
+  const candidates = candidatesOf(acknowledged);
+  const problems: string[] = [];
+  if (!sizeAllowed(actual.length, candidates)) {
+    const sizes = [...new Set(candidates.versions.map((v) => v.sizeBytes))].map((s) => `0x${s.toString(16)}`).join(', ');
+    problems.push(`size 0x${actual.length.toString(16)} is none of the versions' sizes (${sizes}) nor a block boundary inside an extending write`);
+  }
+  const sectorBytes = options.sectorBytes ?? SECTOR_BYTES_DEFAULT;
+  const zeros = Buffer.alloc(BLOCK_BYTES);
+  const bytes = Buffer.from(actual.buffer, actual.byteOffset, actual.length);
+  for (let index = 0; index * BLOCK_BYTES < bytes.length && problems.length < 4; index++) {
+    const start = index * BLOCK_BYTES;
+    const block = bytes.subarray(start, Math.min(bytes.length, start + BLOCK_BYTES));
+    const sources = [...new Set(candidates.versions.map((v) => v.blocks[index] ?? zeros))].map((s) => s.subarray(0, block.length));
+    if (sources.some((s) => s.equals(block))) continue;
+    if (options.sectorMix && sectorsComposed(block, sources, sectorBytes)) continue;
+    problems.push(`block ${index} (bytes 0x${start.toString(16)}..0x${(start + block.length).toString(16)}) is in no version: ${describeBlock(block, index, options.run)}`);
+  }
+  return problems;
+}
+
+function sectorsComposed(block: Buffer, sources: readonly Buffer[], sectorBytes: number): boolean {
+  for (let at = 0; at < block.length; at += sectorBytes) {
+    const sector = block.subarray(at, at + sectorBytes);
+    if (!sources.some((s) => s.subarray(at, at + sectorBytes).equals(sector))) return false;
+  }
+  return true;
+}
+
+/** What the bad block looks like: junk, the neighbour, zeros, an older version, or fsx data of some op. */
+export function describeBlock(block: Buffer, blockIndex: number, run: FsxCrashRun | undefined): string {
+  const text = block.toString('latin1');
+  for (const tag of [JUNK_TAG, NEIGHBOUR_TAG]) {
+    const at = text.indexOf(tag);
+    if (at >= 0) {
+      const label = text.slice(at, text.indexOf('|', at) + 1 || at + 40);
+      return `${tag === JUNK_TAG ? 'STALE junk from a freed block of the base image' : "ANOTHER FILE's data"} ("${label}")`;
+    }
+  }
+  if (block.every((b) => b === 0)) return 'all zeros, where every candidate version has data';
+  if (run === undefined) return 'unknown bytes';
+  const older = run.versions.filter((v) => v.blocks[blockIndex]?.subarray(0, block.length).equals(block));
+  if (older.length > 0) return `the block as versions made by op(s) ${older.map((v) => v.opNumber).join(', ')} had it (older than the acknowledged one: a stale block of this file)`;
+  const start = blockIndex * BLOCK_BYTES;
+  const firstNonZero = block.findIndex((b) => b !== 0);
+  const even = (start + firstNonZero) % 2 === 0 ? firstNonZero : firstNonZero + 1;
+  if (even < block.length && start + even < run.original.length) {
+    return `unknown bytes; the first non-zero even byte reads as data of op ${suspectOpMod256(block[even], start + even, run.original)} (mod 256)`;
+  }
+  return 'unknown bytes';
+}
+
+/** The op log up to op `lastOp` (fsx replay lines), the last `count` of them, numbered. */
+export function opLogTail(run: FsxCrashRun, lastOp: number, count = 12): string {
+  const from = Math.max(0, Math.min(lastOp, run.ops.length) - count);
+  return run.ops.slice(from, Math.min(lastOp, run.ops.length)).map((op, i) => `    ${from + i + 1}: ${formatOpLine(op)}`).join('\n');
+}
