@@ -16,8 +16,9 @@
  *   pages   10      11      12      13          device blocks 500 501 502 | 900
  *   memory  A       A+4K    A+8K    B           → reads: [500, 503) into A, 900 into B
  *
- * Readahead state per open file, as iomap's: a read starting where the last one ended
- * doubles the window (4 → 512 pages); a random read resets it to the request.
+ * Readahead state per open file: a read starting where the last one ended doubles the
+ * window (4 → 512 pages, as iomap's), and the next part of the window is read when the
+ * reader comes within half a window of its end; a random read resets it to the request.
  *
  * Cost: one getBlock per block not uptodate (a cached mapping answers synchronously);
  * one device read per run contiguous on the device and in memory; bytes copied = the
@@ -28,7 +29,7 @@ import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { PAGE_BYTES, PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
-import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, getBlockAwait, roundUp } from './buffer-head.js';
+import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, roundUp } from './buffer-head.js';
 
 export const READAHEAD_WINDOW_PAGES_MIN = 4;
 /** 2 MiB, as the iomap path's window, so the two paths read ahead alike. */
@@ -36,14 +37,18 @@ export const READAHEAD_WINDOW_PAGES_MAX = 512;
 /** Pages locked and filled together (one readahead window). */
 export const READ_BATCH_PAGES_MAX = READAHEAD_WINDOW_PAGES_MAX;
 
-/** Per open file (file_ra_state): where the last read ended and the current window. */
+/**
+ * Per open file (file_ra_state): where the last read ended, the window, and the page
+ * where what has been read ahead ends.
+ */
 export interface BufferReadahead {
   nextPosBytes: number;
   windowPages: number;
+  aheadEndIndex: number;
 }
 
 export function createBufferReadahead(): BufferReadahead {
-  return { nextPosBytes: -1, windowPages: 0 };
+  return { nextPosBytes: -1, windowPages: 0, aheadEndIndex: 0 };
 }
 
 export interface BlockReadOptions {
@@ -65,44 +70,59 @@ export async function blockRead(inode: BufferInode, posBytes: number, target: Ui
   assert(Number.isSafeInteger(posBytes) && posBytes >= 0, 'read offset is a non-negative integer');
   const readEnd = Math.min(posBytes + target.length, inode.sizeBytes);
   if (posBytes >= readEnd) return 0;
-  const fillEnd = readFillEnd(inode, posBytes, readEnd, options.readahead);
+  const indexStart = Math.floor(posBytes / PAGE_BYTES);
   const indexRequestEnd = Math.ceil(readEnd / PAGE_BYTES);
-  const indexFillEnd = Math.min(PAGE_INDEX_LIMIT, Math.ceil(fillEnd / PAGE_BYTES));
+  const ahead = readaheadPages(inode, posBytes, readEnd, options.readahead);
   const copy = new CopyOut(inode, target, posBytes, readEnd);
-  let index = Math.floor(posBytes / PAGE_BYTES);
-  while (index < indexFillEnd) {
-    const batchEnd = Math.min(indexFillEnd, index + READ_BATCH_PAGES_MAX);
-    const { folios, next } = await lockReadBatch(inode, index, batchEnd, indexRequestEnd);
-    try {
-      const ranges = folios.map((folio) => ({ folio, blockStart: 0, blockEnd: folio.blockCount }));
-      await blockFillFolios(inode, ranges, options, indexRequestEnd);
-      for (const folio of folios) if (folio.index < indexRequestEnd) copy.add(folio);
-      copy.flush();
-    } finally {
-      for (const folio of folios) {
-        folio.unlock();
-        folio.put();
+  for (const [from, to] of [[indexStart, indexRequestEnd], ahead]) {
+    for (let index = from; index < to;) {
+      const batchEnd = Math.min(to, index + READ_BATCH_PAGES_MAX);
+      const { folios, next } = await lockReadBatch(inode, index, batchEnd, indexRequestEnd);
+      try {
+        const ranges = folios.map((folio) => ({ folio, blockStart: 0, blockEnd: folio.blockCount }));
+        await blockFillFolios(inode, ranges, options, indexRequestEnd);
+        for (const folio of folios) if (folio.index < indexRequestEnd) copy.add(folio);
+        copy.flush();
+      } finally {
+        for (const folio of folios) {
+          folio.unlock();
+          folio.put();
+        }
       }
+      assert(next > index || index >= indexRequestEnd, 'a requested batch makes progress');
+      if (next === index) break; // readahead gave up (no memory free now)
+      index = next;
     }
-    assert(next > index, 'a read batch makes progress');
-    index = next;
   }
   // A truncate while we read may shorten what is valid.
   return Math.max(0, Math.min(readEnd, inode.sizeBytes) - posBytes);
 }
 
-// The fill window: the request, extended by readahead (never past EOF's block).
-function readFillEnd(inode: BufferInode, posBytes: number, readEnd: number, state: BufferReadahead | undefined): number {
-  if (state === undefined) return readEnd;
-  const requestPages = Math.ceil(readEnd / PAGE_BYTES) - Math.floor(posBytes / PAGE_BYTES);
-  if (state.nextPosBytes === posBytes) {
-    state.windowPages = Math.min(READAHEAD_WINDOW_PAGES_MAX, Math.max(READAHEAD_WINDOW_PAGES_MIN, state.windowPages * 2, requestPages));
-  } else {
-    state.windowPages = Math.min(READAHEAD_WINDOW_PAGES_MAX, requestPages);
-  }
+/**
+ * The pages to read ahead, past the request: none for a random read; for a sequential
+ * one, the window doubles (4 → 512 pages) and the next part of it is read once the reader
+ * is within half a window of what was read ahead before (the kernel's async readahead
+ * marker), so a stream of small reads looks each page up about once, not once per read.
+ */
+function readaheadPages(inode: BufferInode, posBytes: number, readEnd: number, state: BufferReadahead | undefined): [number, number] {
+  if (state === undefined) return [0, 0];
+  const indexStart = Math.floor(posBytes / PAGE_BYTES);
+  const indexRequestEnd = Math.ceil(readEnd / PAGE_BYTES);
+  const requestPages = indexRequestEnd - indexStart;
+  const sequential = state.nextPosBytes === posBytes;
   state.nextPosBytes = readEnd;
-  const windowEnd = Math.floor(posBytes / PAGE_BYTES) * PAGE_BYTES + state.windowPages * PAGE_BYTES;
-  return Math.max(readEnd, Math.min(windowEnd, roundUp(inode.sizeBytes, inode.blockSizeBytes)));
+  if (!sequential) {
+    state.windowPages = Math.min(READAHEAD_WINDOW_PAGES_MAX, requestPages);
+    state.aheadEndIndex = indexRequestEnd;
+    return [0, 0];
+  }
+  state.windowPages = Math.min(READAHEAD_WINDOW_PAGES_MAX, Math.max(READAHEAD_WINDOW_PAGES_MIN, state.windowPages * 2, requestPages));
+  if (indexRequestEnd + state.windowPages / 2 < state.aheadEndIndex) return [0, 0];
+  const eofIndex = Math.ceil(roundUp(inode.sizeBytes, inode.blockSizeBytes) / PAGE_BYTES);
+  const aheadStart = Math.max(indexRequestEnd, state.aheadEndIndex);
+  const aheadEnd = Math.min(PAGE_INDEX_LIMIT, eofIndex, indexStart + state.windowPages);
+  state.aheadEndIndex = Math.max(state.aheadEndIndex, aheadEnd);
+  return [aheadStart, aheadEnd];
 }
 
 /**
@@ -127,7 +147,7 @@ async function lockReadBatch(inode: BufferInode, index: number, batchEnd: number
           folio = await mapping.getOrCreate(index, 0);
         }
       }
-      await folio.lock();
+      if (!folio.tryLock()) await folio.lock();
       if (!folio.attached) { // truncated while we waited: look again
         folio.unlock();
         folio.put();
@@ -169,7 +189,9 @@ export async function blockFillFolios(
       }
       const base = table.base(folio);
       if ((table.states[base + block] & (BufferState.MAPPED | BufferState.DELAY)) === 0) {
-        const map = await getBlockAwait(options.getBlock, inode, blockPos / bs, false);
+        let answer = options.getBlock(inode, blockPos / bs, false);
+        if (answer instanceof Promise) answer = await answer;
+        const map = checkBlockMap(answer);
         assert(map !== null, 'a read getBlock always answers');
         table.setMap(folio, block, map);
       }

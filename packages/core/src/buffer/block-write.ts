@@ -30,7 +30,10 @@ import { PAGE_BYTES, PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
 import { FsError } from '../vfs/errors.js';
 import { blockFillFolios, type FillRange } from './block-read.js';
-import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, getBlockAwait, roundDown, roundUp, zeroFolioRange } from './buffer-head.js';
+import {
+  BUFFERS_PER_PAGE_MAX, BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, getBlockAwait, roundDown, roundUp,
+  zeroFolioRange,
+} from './buffer-head.js';
 import { type BlockWritepagesOptions, blockWriteAndWait } from './block-writepages.js';
 
 export interface BlockWriteOptions {
@@ -67,7 +70,9 @@ export async function blockWriteBegin(inode: BufferInode, folio: Folio, fromByte
   for (let block = blockFrom; block < blockTo; block++) {
     if ((table.states[base + block] & (BufferState.MAPPED | BufferState.DELAY)) !== 0) continue;
     try {
-      const map = await getBlockAwait(options.getBlock, inode, (folioStart + block * bs) / bs, true);
+      let answer = options.getBlock(inode, (folioStart + block * bs) / bs, true);
+      if (answer instanceof Promise) answer = await answer;
+      const map = checkBlockMap(answer);
       assert(map !== null && (map.state & (BufferState.MAPPED | BufferState.DELAY)) !== 0, 'a write getBlock maps or reserves');
       table.setMap(folio, block, map);
     } catch (caught) {
@@ -77,29 +82,51 @@ export async function blockWriteBegin(inode: BufferInode, folio: Folio, fromByte
       break;
     }
   }
-  await prepareEdgeBlocks(inode, folio, fromBytes, endBytes, options);
+  const reads = prepareEdgeBlocks(inode, folio, fromBytes, endBytes);
+  if (reads.length > 0) await blockFillFolios(inode, reads, { getBlock: options.readGetBlock, device: options.device });
   return error === undefined ? { endBytes } : { endBytes, error };
 }
 
-// The first and last blocks of [from, to) when only partly written and not uptodate.
-async function prepareEdgeBlocks(inode: BufferInode, folio: Folio, from: number, to: number, options: BlockWriteOptions): Promise<void> {
+/**
+ * Whether [fromBytes, toBytes) of a locked folio needs no write_begin work: every block
+ * mapped or delayed and both edges block-aligned or uptodate (the overwrite fast path:
+ * no promise at all).
+ */
+export function blockWriteReady(inode: BufferInode, folio: Folio, fromBytes: number, toBytes: number): boolean {
   const bs = inode.blockSizeBytes;
   const folioStart = folio.positionBytes;
-  const edges = new Set<number>();
-  if (from % bs !== 0) edges.add(Math.floor((from - folioStart) / bs));
-  if (to % bs !== 0) edges.add(Math.floor((to - folioStart) / bs));
+  const table = BufferHeadTable.of(folio.mapping.cache);
+  if (!table.has(folio)) return false;
+  const base = folio.slot * BUFFERS_PER_PAGE_MAX;
+  const blockFrom = Math.floor((fromBytes - folioStart) / bs);
+  const blockTo = Math.ceil((toBytes - folioStart) / bs);
+  for (let block = blockFrom; block < blockTo; block++) {
+    if ((table.states[base + block] & (BufferState.MAPPED | BufferState.DELAY)) === 0) return false;
+  }
+  if (fromBytes % bs !== 0 && !folio.isRangeUptodate(blockFrom, blockFrom + 1)) return false;
+  return toBytes % bs === 0 || folio.isRangeUptodate(blockTo - 1, blockTo);
+}
+
+// The first and last blocks of [from, to) when only partly written and not uptodate:
+// zeroed when nothing on the device is worth keeping, else returned to be read.
+function prepareEdgeBlocks(inode: BufferInode, folio: Folio, from: number, to: number): FillRange[] {
+  const bs = inode.blockSizeBytes;
+  const folioStart = folio.positionBytes;
+  const first = from % bs !== 0 ? Math.floor((from - folioStart) / bs) : -1;
+  const last = to % bs !== 0 ? Math.floor((to - folioStart) / bs) : -1;
+  const reads: FillRange[] = [];
+  if (first < 0 && last < 0) return reads;
   const table = BufferHeadTable.of(folio.mapping.cache);
   const base = table.base(folio);
-  const reads: FillRange[] = [];
-  for (const block of edges) {
-    if (folio.isRangeUptodate(block, block + 1)) continue;
+  for (const block of first === last ? [first] : [first, last]) {
+    if (block < 0 || folio.isRangeUptodate(block, block + 1)) continue;
     const state = table.states[base + block];
     const written = (state & BufferState.MAPPED) !== 0 && (state & (BufferState.NEW | BufferState.UNWRITTEN)) === 0;
     // New, delayed or unwritten: nothing on the device to keep; the copy fills the rest.
     if (written) reads.push({ folio, blockStart: block, blockEnd: block + 1 });
     else folio.bytes().fill(0, block * bs, (block + 1) * bs);
   }
-  if (reads.length > 0) await blockFillFolios(inode, reads, { getBlock: options.readGetBlock, device: options.device });
+  return reads;
 }
 
 /** block_write_end: blocks of [fromBytes, toBytes) uptodate and dirty, no longer new. */
@@ -130,14 +157,14 @@ export async function blockWrite(inode: BufferInode, posBytes: number, source: U
     const index = Math.floor(at / PAGE_BYTES);
     const chunkEnd = Math.min(end, (index + 1) * PAGE_BYTES);
     await mapping.cache.throttle();
-    const folio = await mapping.getOrCreate(index, 0);
+    const folio = mapping.tryGetOrCreate(index, 0) ?? await mapping.getOrCreate(index, 0);
     let prepared: WriteBeginResult;
     try {
-      await folio.lock();
+      if (!folio.tryLock()) await folio.lock();
       try {
         if (!folio.attached) continue; // truncated while we waited: look again
         try {
-          prepared = await blockWriteBegin(inode, folio, at, chunkEnd, options);
+          prepared = blockWriteReady(inode, folio, at, chunkEnd) ? { endBytes: chunkEnd } : await blockWriteBegin(inode, folio, at, chunkEnd, options);
         } catch (error) {
           if (done === 0) throw error;
           return done; // short write: report what was copied

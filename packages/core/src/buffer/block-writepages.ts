@@ -33,14 +33,14 @@
  * batch; device writes = one per run contiguous on device and in memory; no copies (the
  * device reads folio memory).
  */
-import { assert } from '../assert.js';
+import { AssertionError, assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { PAGE_BYTES, PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
 import type { AddressSpace } from '../mm/mapping.js';
 import type { WritebackOps as CacheWritebackOps, WritebackRequest } from '../mm/page-cache.js';
 import { FsError } from '../vfs/errors.js';
-import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, getBlockAwait, roundUp, zeroFolioRange } from './buffer-head.js';
+import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, roundUp, zeroFolioRange } from './buffer-head.js';
 
 /** Folios mapped and written together (8 MiB at 4 KiB pages: ext4's 2048-block extent cap). */
 export const WRITEPAGES_BATCH_FOLIOS_MAX = 2048;
@@ -143,7 +143,7 @@ async function lockBatch(inode: BufferInode, cursor: number, indexEnd: number, c
     for (const folio of inode.mapping.dirtyFolios(cursor, indexEnd)) {
       if (folios.length >= count) break;
       folio.get();
-      await folio.lock();
+      if (!folio.tryLock()) await folio.lock();
       // Every writeback in flight was submitted before its folio was unlocked: waiting on it waits for I/O only.
       if (sync && folio.writebackAccounted) await folio.waitWriteback();
       if (!folio.attached || !folio.isDirty() || folio.writebackAccounted) {
@@ -210,6 +210,10 @@ async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWri
     if (options.ops.mapBatch !== undefined) await options.ops.mapBatch(inode, batch, body);
     else await body();
   } catch (error) {
+    if (error instanceof AssertionError) {
+      writtenResolve();
+      throw error; // a bug: never swallowed as an I/O error
+    }
     inode.mapping.writebackError = error; // "data will be lost": what could not be mapped is not written
   }
   // From here to the submission below nothing awaits: a commit may be waiting on `written`.
@@ -270,7 +274,9 @@ async function mapDirtyBlocks(inode: BufferInode, folios: readonly Folio[], getB
       if ((table.states[base + block] & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) blocks.push(block);
     });
     for (const block of blocks) {
-      const map = await getBlockAwait(getBlock, inode, (folio.positionBytes + block * bs) / bs, true);
+      let answer = getBlock(inode, (folio.positionBytes + block * bs) / bs, true);
+      if (answer instanceof Promise) answer = await answer;
+      const map = checkBlockMap(answer);
       if (map === null) return { retryAt: folio.index, count };
       assert((map.state & (BufferState.DELAY | BufferState.UNWRITTEN)) === 0, 'writeback getBlock leaves nothing delayed or unwritten');
       table.setMap(folio, block, map); // MAPPED; or a hole (punched while dirty): not written

@@ -77,13 +77,19 @@ export type GetBlock = (inode: BufferInode, blockIndex: number, create: boolean)
 
 export const HOLE: BlockMap = Object.freeze({ state: 0, blocknr: 0 });
 
-/** Call getBlock; await only when it answered with a promise. Null is for writeback's getBlock alone. */
-export async function getBlockAwait(getBlock: GetBlock, inode: BufferInode, blockIndex: number, create: boolean): Promise<BlockMap | null> {
-  const answer = getBlock(inode, blockIndex, create);
-  const map = answer instanceof Promise ? await answer : answer;
+/**
+ * Check a getBlock answer. Hot loops call getBlock themselves and await only when it
+ * answered with a promise (a cached mapping costs no microtask); cold paths use getBlockAwait.
+ */
+export function checkBlockMap(map: BlockMap | null): BlockMap | null {
   assert(map === null || (map.state & ~BLOCK_MAP_BITS) === 0, 'getBlock answers map bits only');
   assert(map === null || (map.state & BufferState.MAPPED) === 0 || Number.isSafeInteger(map.blocknr), 'a mapped block has a block number');
   return map;
+}
+
+/** Call getBlock and await its answer. Null is for writeback's getBlock alone. */
+export async function getBlockAwait(getBlock: GetBlock, inode: BufferInode, blockIndex: number, create: boolean): Promise<BlockMap | null> {
+  return checkBlockMap(await getBlock(inode, blockIndex, create));
 }
 
 /** The buffer heads of every folio of one page cache. */
