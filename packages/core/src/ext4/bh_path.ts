@@ -1,0 +1,169 @@
+/**
+ * ext4/bh_path: the buffer_head buffered I/O path (ext4 before the seed) as an
+ * Ext4DataPath. Each regular file gets an order-0 AddressSpace (every folio one 4 KiB
+ * page) in the path's page cache and an Ext4BufferInode over its Ext4InodeState; every
+ * call is the generic buffer/ function with ext4's getBlock (get_block.ts):
+ *
+ *   read             blockRead                  ext4GetBlockRead (readahead per open file)
+ *   write            blockWrite                 ext4DaGetBlockPrep: one block reserved per
+ *                                               getBlock (ext4GetBlockUnwritten when space is low)
+ *   zero / truncate  blockZeroRange / blockTruncatePage
+ *   drop cache       blockTruncatePagecacheRange (buffers of whole blocks discarded)
+ *   writeback        blockWritepages            ext4BlockWritebackOps: per batch one handle,
+ *                                               one getBlock per delayed block (allocated
+ *                                               WRITTEN), data=ordered via the journal hook
+ *   page_mkwrite     blockPageMkwrite
+ *
+ * The path owns its cache's writeback hook (the flusher and dirty throttling reach
+ * blockWritepages through it). Writeback's device writes are issued inline from folio
+ * memory (no worker pool: a batch's writes must be in flight before its handle's
+ * transaction may commit, and they are, the moment the batch is mapped).
+ *
+ * Cost: one WeakMap lookup per call on top of the buffer/ function.
+ */
+import { assert } from '../assert.js';
+import type { BlockDevice } from '../device/block-device.js';
+import type { Folio } from '../mm/folio.js';
+import type { AddressSpace } from '../mm/mapping.js';
+import type { PageCache } from '../mm/page-cache.js';
+import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
+import { type BufferReadahead, blockRead, createBufferReadahead } from '../buffer/block-read.js';
+import {
+  type BlockWriteOptions, type BlockZeroOptions, blockPageMkwrite, blockRangeNeedsWriteback, blockTruncatePage,
+  blockTruncatePagecacheRange, blockWrite, blockZeroRange,
+} from '../buffer/block-write.js';
+import {
+  type BlockWritepagesOptions, blockCacheWritebackOps, blockWriteAndWait, blockWritebackErrorCheck,
+} from '../buffer/block-writepages.js';
+import type { Ext4DataPath } from './data-path.js';
+import { Ext4BufferInode, chooseWriteGetBlock, ext4BlockWritebackOps, ext4GetBlockRead } from './get_block.js';
+import type { Ext4InodeState } from './map_blocks.js';
+import type { Ext4Mount } from './mount.js';
+
+export interface BufferHeadPathOptions {
+  /** The path's page cache (it takes over the cache's writeback hook). */
+  cache: PageCache;
+  /** Default: the mount's device. */
+  device?: BlockDevice;
+  /** Folios per writeback batch (tests); default WRITEPAGES_BATCH_FOLIOS_MAX. */
+  writebackBatchFolios?: number;
+}
+
+/** The buffer_head path over `mount` (Ext4Files' `bufferHeadPath: (mount, cache) => createBufferHeadPath(mount, { cache })`). */
+export function createBufferHeadPath(mount: Ext4Mount, options: BufferHeadPathOptions): Ext4DataPath {
+  return new BufferHeadPath(mount, options);
+}
+
+class BufferHeadPath implements Ext4DataPath {
+  readonly name = 'buffer_head' as const;
+  readonly cache: PageCache;
+  private readonly device: BlockDevice;
+  private readonly inodes = new WeakMap<Ext4InodeState, Ext4BufferInode>();
+  private readonly byMapping = new Map<AddressSpace, Ext4BufferInode>();
+  private readonly writeback: BlockWritepagesOptions;
+  private readonly zero: BlockZeroOptions;
+
+  constructor(private readonly mount: Ext4Mount, options: BufferHeadPathOptions) {
+    this.cache = options.cache;
+    this.device = options.device ?? mount.ext4.device;
+    this.writeback = { ops: ext4BlockWritebackOps, device: this.device, batchFoliosMax: options.writebackBatchFolios };
+    this.zero = { readGetBlock: ext4GetBlockRead, device: this.device };
+    this.cache.setWritebackOps(blockCacheWritebackOps((mapping) => {
+      const inode = this.byMapping.get(mapping);
+      if (inode === undefined) throw new Error('writeback of a mapping this path does not own');
+      return inode;
+    }, this.writeback));
+  }
+
+  private inode(state: Ext4InodeState): Ext4BufferInode {
+    let inode = this.inodes.get(state);
+    if (inode === undefined) {
+      assert(state.mount === this.mount, 'the inode belongs to this path\'s mount');
+      const mapping = this.cache.createMapping({ blockBytes: state.blockSizeBytes, orderMax: 0, owner: state });
+      inode = new Ext4BufferInode(state, mapping);
+      this.inodes.set(state, inode);
+      this.byMapping.set(mapping, inode);
+    }
+    return inode;
+  }
+
+  private writeOptions(inode: Ext4BufferInode): BlockWriteOptions {
+    return {
+      getBlock: chooseWriteGetBlock(inode), readGetBlock: ext4GetBlockRead, device: this.device,
+      zeroTail: (posBytes, lengthBytes) => blockZeroRange(inode, posBytes, lengthBytes, this.zero),
+    };
+  }
+
+  newReadahead(): BufferReadahead {
+    return createBufferReadahead();
+  }
+
+  read(state: Ext4InodeState, posBytes: number, target: Uint8Array, readahead?: unknown): Promise<number> {
+    return blockRead(this.inode(state), posBytes, target, {
+      getBlock: ext4GetBlockRead, device: this.device, readahead: readahead as BufferReadahead | undefined,
+    });
+  }
+
+  write(state: Ext4InodeState, posBytes: number, source: Uint8Array): Promise<number> {
+    const inode = this.inode(state);
+    return blockWrite(inode, posBytes, source, this.writeOptions(inode));
+  }
+
+  zeroPartialBlock(state: Ext4InodeState, posBytes: number, lengthBytes: number): Promise<void> {
+    return blockZeroRange(this.inode(state), posBytes, lengthBytes, this.zero);
+  }
+
+  truncatePage(state: Ext4InodeState, newSizeBytes: number): Promise<void> {
+    return blockTruncatePage(this.inode(state), newSizeBytes, { ...this.zero, writeback: this.writeback });
+  }
+
+  dropCacheRange(state: Ext4InodeState, startBytes: number, endBytes: number): Promise<void> {
+    return blockTruncatePagecacheRange(this.inode(state), startBytes, endBytes);
+  }
+
+  async writeAndWait(state: Ext4InodeState, startBytes: number, endBytes: number, syscall: string): Promise<void> {
+    const inode = this.inode(state);
+    await blockWriteAndWait(inode, startBytes, endBytes, this.writeback);
+    blockWritebackErrorCheck(inode.mapping, syscall);
+  }
+
+  hasDirtyOrWriteback(state: Ext4InodeState, startBytes: number, endBytes: number): boolean {
+    const inode = this.inodes.get(state);
+    return inode !== undefined && blockRangeNeedsWriteback(inode, startBytes, endBytes);
+  }
+
+  pageMkwrite(state: Ext4InodeState, posBytes: number): Promise<Folio> {
+    const inode = this.inode(state);
+    return blockPageMkwrite(inode, posBytes, this.writeOptions(inode));
+  }
+
+  mappingOf(state: Ext4InodeState): AddressSpace {
+    return this.inode(state).mapping;
+  }
+
+  async syncAll(): Promise<void> {
+    for (const inode of [...this.byMapping.values()]) {
+      if (inode.mapping.dirtyFolioCount === 0 && inode.mapping.writebackFolioCount === 0) continue;
+      await blockWriteAndWait(inode, 0, Infinity, this.writeback);
+    }
+  }
+
+  async evict(state: Ext4InodeState): Promise<void> {
+    const inode = this.inodes.get(state);
+    if (inode === undefined) return;
+    await blockTruncatePagecacheRange(inode, 0, Infinity);
+    inode.mapping.invalidateRange(0, PAGE_INDEX_LIMIT);
+    this.inodes.delete(state);
+    this.byMapping.delete(inode.mapping);
+    this.cache.releaseMapping(inode.mapping);
+  }
+
+  async close(): Promise<void> {
+    for (const inode of [...this.byMapping.values()]) {
+      this.byMapping.delete(inode.mapping);
+      this.inodes.delete(inode.state);
+      this.cache.releaseMapping(inode.mapping);
+    }
+    this.cache.setWritebackOps(null);
+  }
+}
