@@ -34,7 +34,8 @@ import { runSuites, type SuiteOutcome, type SuiteSpec } from './runner.js';
 import { peerChecks, renderReport, seedComparison, summariseSuite, type BenchDocument } from './report.js';
 import { renderSvg } from './svg.js';
 import { terminalProgress } from './progress.js';
-import type { Target } from './target.js';
+import type { SuitePlan, Target } from './target.js';
+import { warmMemory } from './warm-memory.js';
 import { JobError, MIB, formatBytes, parseFioSize } from './units.js';
 import { CopyLimitPeer } from '../peers/copy-limit.js';
 import { Ext2fsPeer } from '../peers/ext2fs.js';
@@ -64,6 +65,8 @@ export interface BenchArgs {
   resultsDir?: string;
   save: boolean;
   progress: boolean;
+  /** Touch each target's memory first (warm-memory.ts). */
+  warmMemory: boolean;
   cacheBytes?: number;
   writebackThreads?: number;
   sections: SectionId[];
@@ -73,7 +76,7 @@ export interface BenchArgs {
 const VALUED = new Set([
   'device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'sections',
 ]);
-const FLAGS = new Set(['no-large-folios', 'large-folios', 'full', 'install-peers', 'no-save', 'no-progress', 'help']);
+const FLAGS = new Set(['no-large-folios', 'large-folios', 'full', 'install-peers', 'no-save', 'no-progress', 'no-warm-memory', 'help']);
 
 function listOf<T extends string>(text: string, allowed: readonly T[], what: string): T[] {
   if (text === 'all') return [...allowed];
@@ -93,7 +96,7 @@ function positiveInt(text: string, what: string): number {
 export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const args: BenchArgs = {
     jobFiles: [], fioOptions: [], device: { kind: 'memory' }, full: false, installPeers: false, outputFormat: 'normal',
-    save: true, progress: true, sections: [...SECTION_IDS], help: false,
+    save: true, progress: true, warmMemory: true, sections: [...SECTION_IDS], help: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i];
@@ -133,6 +136,7 @@ function applyFlag(args: BenchArgs, key: string): void {
   else if (key === 'install-peers') args.installPeers = true;
   else if (key === 'no-save') args.save = false;
   else if (key === 'no-progress') args.progress = false;
+  else if (key === 'no-warm-memory') args.warmMemory = false;
   else if (key === 'help') args.help = true;
 }
 
@@ -182,7 +186,9 @@ ext4ts options:
   --json FILE, --svg FILE        where the results go (default bench/results/, also latest.*)
   --results-dir DIR              where the default pair goes (default bench/results/)
   --no-save                      no default files (--json/--svg still write theirs)
-  --no-progress                  no progress bar`;
+  --no-progress                  no progress bar
+  --no-warm-memory               do not touch each target's memory first (on VMs, cold memory
+                                 costs ~0.5 GiB/s at first touch, charged to whoever meets it)`;
 
 /** Where results go by default: the bench package's results/ (git-ignored). */
 function defaultResultsDir(): string {
@@ -255,7 +261,13 @@ export function planSuites(args: BenchArgs): { suites: SuiteSpec[]; repeat: numb
   }
   notes.push('every repetition runs on a freshly made file system; jobs run in order (stonewall), fsyncs counted in each job\'s time as fio counts them');
   notes.push('invalidate=0 everywhere: nothing is dropped between jobs, so reads of written data are cached reads on every engine');
+  if (args.warmMemory) notes.push('before each column the runner touches (in a child process) the memory that column will take, so none runs on cold VM memory (~0.5 GiB/s first touch); --no-warm-memory turns it off');
   return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), notes };
+}
+
+/** What one target may take fresh: its device or image, a page cache of the data, the data again. */
+function warmBytesFor(plan: SuitePlan): number {
+  return plan.deviceBytes + 2 * plan.dataBytes + 256 * MIB;
 }
 
 function deviceText(device: DeviceChoice): string {
@@ -308,6 +320,7 @@ export async function benchMain(argv: readonly string[], io: BenchIo = processIo
     repeat: plan.repeat,
     progress: args.progress && args.outputFormat === 'normal' ? (total) => terminalProgress(total) : undefined,
     log: (line) => io.stderr(`ext4ts bench: ${line}\n`),
+    beforeTarget: args.warmMemory ? (suitePlan) => { warmMemory(warmBytesFor(suitePlan)); } : undefined,
   });
   const document = buildDocument(outcomes, { startedAt, durationMs: performance.now() - startedMs, args, repeat: plan.repeat, notes: plan.notes, argv });
   const text = args.outputFormat === 'json' ? `${JSON.stringify(document, null, 2)}\n` : renderReport(document);

@@ -12,6 +12,7 @@ export * from './runner.js';
 export * from './report.js';
 export * from './svg.js';
 export * from './progress.js';
+export * from './warm-memory.js';
 export { benchMain, parseBenchArgs, planSuites, buildDocument, chosenConfigs, BENCH_USAGE, PEER_IDS, SECTION_IDS, type BenchArgs, type BenchIo } from './cli.js';
 export { CopyLimitPeer } from '../peers/copy-limit.js';
 export { Ext2fsPeer } from '../peers/ext2fs.js';

@@ -13,7 +13,7 @@
  */
 import { groupJobs, type JobSpec } from './job.js';
 import type { JobRun } from './executor.js';
-import { planDevice, type Target } from './target.js';
+import { planDevice, type SuitePlan, type Target } from './target.js';
 import { silentProgress, type ProgressSink } from './progress.js';
 
 export interface SuiteSpec {
@@ -44,6 +44,8 @@ export interface RunnerOptions {
   progress?: (totalBytes: number) => ProgressSink;
   /** Lines worth telling as they happen (skips, failures). */
   log?: (line: string) => void;
+  /** Called before each target is set up (warm-memory.ts: so no column runs on cold memory). */
+  beforeTarget?: (plan: SuitePlan) => void;
 }
 
 function plannedBytes(jobs: readonly JobSpec[]): number {
@@ -96,6 +98,7 @@ async function runSuite(
     const { target } = outcome;
     try {
       progress.stage(`${suite.title}: ${target.label}: setting up`);
+      options.beforeTarget?.(plan);
       await target.setUp(plan);
       for (let repetition = 1; repetition <= options.repeat; repetition++) {
         progress.stage(`${suite.title}: ${target.label}  rep ${repetition}/${options.repeat}`);

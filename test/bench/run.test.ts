@@ -66,7 +66,7 @@ describe('ext4ts bench on the memory device', () => {
     const io = capture();
     const code = await benchMain([
       '--name=mix', '--rw=randrw', '--rwmixread=70', '--bs=4k', '--size=256k', '--numjobs=2', '--fsync=16',
-      '--buffered=iomap', '--no-save', '--output-format=json',
+      '--buffered=iomap', '--no-save', '--output-format=json', '--no-warm-memory',
     ], io);
     expect(code).toBe(0);
     const document = JSON.parse(io.out) as BenchDocument;
@@ -83,7 +83,7 @@ describe('ext4ts bench on the memory device', () => {
     const jobFile = join(dir, 'two.fio');
     await writeFile(jobFile, '[global]\nbs=64k\nsize=512k\n\n[w]\nrw=write\nend_fsync=1\n\n[r]\nstonewall\nrw=read\nfilename=w.0.0\n');
     const io = capture();
-    expect(await benchMain([jobFile, '--buffered=iomap', '--no-save'], io)).toBe(0);
+    expect(await benchMain([jobFile, '--buffered=iomap', '--no-save', '--no-warm-memory'], io)).toBe(0);
     expect(io.out).toMatch(/Your jobs \(one run\)\n/);
     expect(io.out).toMatch(/\nw\s+64k\s+IOPS=\d+/);
     expect(io.out).toMatch(/\nr\s+64k\s+IOPS=\d+/);
