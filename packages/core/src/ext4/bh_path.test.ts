@@ -10,6 +10,7 @@
  * after their data.
  */
 import { Buffer } from 'node:buffer';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlockDevice, WriteOptions } from '../device/block-device.js';
@@ -23,6 +24,9 @@ import { createBufferHeadPath } from './bh_path.js';
 import { delallocAccount } from './delalloc.js';
 import { walkMappings } from './extents.js';
 import { Ext4Files, FALLOC_FL_KEEP_SIZE } from './file.js';
+import { EsStatus } from './extents_status.js';
+import { blockAllocator } from './balloc.js';
+import { nondaSwitch } from './delalloc.js';
 import { checkReservations } from './map_blocks.js';
 import { mkfs } from './mkfs.js';
 import { Ext4Mount } from './mount.js';
@@ -222,6 +226,141 @@ describe('ext4 buffer_head path', () => {
       await reopened.close();
       await again.close();
     }
+  });
+});
+
+describe('ext4 buffer_head path, edge cases', () => {
+  it('with free space low, writes allocate unwritten blocks at once (no reservation); writeback converts them; ENOSPC ends a write short; e2fsck clean', async () => {
+    const device = MemoryDevice.create({ sizeBytes: 16 * MiB });
+    await mkfs(device, { assumeZeroed: true });
+    const { mount, files } = await setup(device);
+    const filler = await newFile(mount, 'filler');
+    // Fill the filesystem until the non-delalloc switch flips.
+    let fillerSize = 0;
+    while (!nondaSwitch(mount)) {
+      await files.write(filler, fillerSize, pattern(64 * BS, fillerSize));
+      fillerSize += 64 * BS;
+      await files.fsync(filler);
+    }
+    const ino = await newFile(mount, 'f');
+    const state = await files.state(ino);
+    await files.write(ino, 0, pattern(3 * BS, 4));
+    expect(state.reservedDataBlocks).toBe(0);
+    expect(state.es.lookup(0).status).toBe(EsStatus.UNWRITTEN);
+    expect(await diskRuns(mount, ino, 8)).toEqual(['0+3u']);
+    await files.fsync(ino);
+    expect(await diskRuns(mount, ino, 8)).toEqual(['0+3']);
+    // Write until the space runs out: a short write, then ENOSPC; what was written survives.
+    let size = 3 * BS;
+    const expected = [pattern(3 * BS, 4)];
+    for (;;) {
+      const data = pattern(16 * BS, size);
+      const done = await files.write(ino, size, data).catch((error: unknown) => {
+        expect((error as { code?: string }).code).toBe('ENOSPC');
+        return -1;
+      });
+      if (done < 0) break;
+      expected.push(data.subarray(0, done));
+      size += done;
+      if (done < data.length) break;
+    }
+    expect(blockAllocator.freeBlocks(mount, false)).toBeLessThan(16);
+    await files.fsync(ino);
+    expect(Buffer.compare(await readFile(files, ino, size), Buffer.concat(expected))).toBe(0);
+    checkReservations(mount);
+    await files.close();
+    await mount.close();
+    const img = join(tmp.dir, 'nonda.img');
+    await device.saveImage(img);
+    const fsck = await e2fsck(img);
+    expect(fsck.clean, fsck.output).toBe(true);
+  });
+
+  it('truncate up zeroes the old EOF block\'s tail on the device before the new size can commit (data=ordered for the size change)', async () => {
+    const device = await freshDevice();
+    const { mount, files } = await setup(device);
+    const ino = await newFile(mount, 'f');
+    await files.write(ino, 0, pattern(100, 5));
+    await files.fsync(ino);
+    const [run] = await diskRuns(mount, ino, 4);
+    expect(run).toBe('0+1');
+    const inode = await mount.inode(ino);
+    let pblk = -1;
+    for await (const m of walkMappings(mount.ext4, inode, 0, 1)) pblk = m.pblk;
+    const stale = pattern(100, 5).slice();
+    const staleBlock = new Uint8Array(BS).fill(0xee);
+    staleBlock.set(stale);
+    device.writeSync(pblk * BS, staleBlock); // a stale tail on disk past EOF
+    await files.truncate(ino, 3 * BS);
+    const onDisk = new Uint8Array(BS);
+    device.readSync(pblk * BS, onDisk);
+    expect(onDisk.subarray(0, 100)).toEqual(pattern(100, 5));
+    expect(onDisk.subarray(100)).toEqual(new Uint8Array(BS - 100));
+    const expected = new Uint8Array(3 * BS);
+    expected.set(pattern(100, 5));
+    expect(Buffer.compare(await readFile(files, ino, 3 * BS), expected)).toBe(0);
+    await files.close();
+    await mount.close();
+  });
+
+  it('on a 1 KiB-block image (mkfs.ext4 -b 1024: four buffers per page), a random run matches the model, e2fsck clean, remount reads the same', async () => {
+    const img = join(tmp.dir, 'bs1k.img');
+    execFileSync('mkfs.ext4', ['-q', '-F', '-b', '1024', img, '32M'], { env: { PATH: '/usr/sbin:/sbin:/usr/bin:/bin' }, stdio: 'ignore' });
+    const device = await MemoryDevice.loadImage(img);
+    const { mount, files } = await setup(device, 2 * MiB, 2);
+    expect(mount.ext4.blockSizeBytes).toBe(1024);
+    const ino = await newFile(mount, 'f');
+    const random = seededUnitRandom(0x1b1c);
+    const maxBytes = 2 * MiB;
+    const model = new Uint8Array(maxBytes);
+    let size = 0;
+    for (let step = 0; step < 800; step++) {
+      const op = random();
+      if (op < 0.45) {
+        const pos = Math.floor(random() * (maxBytes - 100 * KiB));
+        const data = pattern(1 + Math.floor(random() * 60 * KiB), step);
+        expect(await files.write(ino, pos, data)).toBe(data.length);
+        if (pos > size) model.fill(0, size, pos);
+        model.set(data, pos);
+        size = Math.max(size, pos + data.length);
+      } else if (op < 0.65) {
+        const pos = Math.floor(random() * (size + 1));
+        const out = new Uint8Array(Math.floor(random() * 80 * KiB));
+        const done = await files.read(ino, pos, out);
+        expect(Buffer.compare(out.subarray(0, done), model.subarray(pos, pos + done)), `step ${step}`).toBe(0);
+        expect(done).toBe(Math.max(0, Math.min(out.length, size - pos)));
+      } else if (op < 0.75) {
+        const newSize = Math.floor(random() * maxBytes * 0.9);
+        await files.truncate(ino, newSize);
+        if (newSize > size) model.fill(0, size, newSize);
+        size = newSize;
+      } else if (op < 0.85 && size > 0) {
+        const pos = Math.floor(random() * size);
+        const length = 1 + Math.floor(random() * 20 * KiB);
+        await files.punchHole(ino, pos, length);
+        model.fill(0, pos, Math.min(size, pos + length));
+      } else if (op < 0.92 && size > 0) {
+        const pos = Math.floor(random() * size);
+        const data = pattern(1 + Math.floor(Math.min(size - pos - 1, random() * 5000)), step + 9000);
+        await files.mapWrite(ino, pos, data);
+        model.set(data, pos);
+      } else {
+        await files.fsync(ino);
+      }
+      checkReservations(mount);
+    }
+    await files.syncAll();
+    await files.close();
+    await mount.close();
+    await device.saveImage(img);
+    const fsck = await e2fsck(img);
+    expect(fsck.clean, fsck.output).toBe(true);
+    const again = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    const reopened = openFiles(again);
+    expect((await again.inode(ino)).size).toBe(size);
+    expect(Buffer.compare(await readFile(reopened, ino, size), model.subarray(0, size))).toBe(0);
+    await reopened.close();
+    await again.close();
   });
 });
 

@@ -28,6 +28,7 @@ import type { AddressSpace } from '../mm/mapping.js';
 import type { PageCache } from '../mm/page-cache.js';
 import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import { type BufferReadahead, blockRead, createBufferReadahead } from '../buffer/block-read.js';
+import { BufferState, getBlockAwait } from '../buffer/buffer-head.js';
 import {
   type BlockWriteOptions, type BlockZeroOptions, blockPageMkwrite, blockRangeNeedsWriteback, blockTruncatePage,
   blockTruncatePagecacheRange, blockWrite, blockZeroRange,
@@ -109,8 +110,23 @@ class BufferHeadPath implements Ext4DataPath {
     return blockWrite(inode, posBytes, source, this.writeOptions(inode));
   }
 
-  zeroPartialBlock(state: Ext4InodeState, posBytes: number, lengthBytes: number): Promise<void> {
-    return blockZeroRange(this.inode(state), posBytes, lengthBytes, this.zero);
+  /**
+   * Zeroing past i_disksize comes before a size change the caller commits next (truncate
+   * up, fallocate past EOF). In data=ordered the kernel puts the zeroed block on that
+   * transaction's ordered list; with no handle of the caller's to order against, a block
+   * that holds old data on disk is written back now, so a crash after the size commits
+   * never shows the stale tail. Delayed or unwritten blocks need nothing: writeback raises
+   * i_disksize over them only together with their data.
+   */
+  async zeroPartialBlock(state: Ext4InodeState, posBytes: number, lengthBytes: number): Promise<void> {
+    const inode = this.inode(state);
+    await blockZeroRange(inode, posBytes, lengthBytes, this.zero);
+    if (posBytes + lengthBytes <= state.diskSizeBytes) return;
+    const bs = state.blockSizeBytes;
+    const lblk = Math.floor(posBytes / bs);
+    const map = await getBlockAwait(ext4GetBlockRead, inode, lblk, false);
+    if (map === null || (map.state & BufferState.MAPPED) === 0 || (map.state & BufferState.UNWRITTEN) !== 0) return;
+    await blockWriteAndWait(inode, lblk * bs, (lblk + 1) * bs, this.writeback);
   }
 
   truncatePage(state: Ext4InodeState, newSizeBytes: number): Promise<void> {
