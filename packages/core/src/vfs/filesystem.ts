@@ -28,6 +28,7 @@ import {
   createNode, freeInode, linkNode, renameNode, rmdirNode, setAttr, unlinkNode, type Dropped, type NodeKind,
 } from '../ext4/namei-write.js';
 import { Ext4Files } from '../ext4/file.js';
+import { createBufferHeadPath } from '../ext4/bh_path.js';
 import type { BufferedPathName } from '../ext4/data-path.js';
 import { isRegular } from '../ext4/inode.js';
 import { ROOT_INO, type Timestamp } from '../format/inode.js';
@@ -123,6 +124,7 @@ export class Ext4 {
     try {
       files = Ext4Files.open(mount, {
         buffered: options.buffered, largeFolios: options.largeFolios, cacheBytes: options.cacheBytes, writebackThreads: options.writebackThreads,
+        bufferHeadPath: (m, cache) => createBufferHeadPath(m, { cache }),
       });
     } catch (error) {
       await mount.close();
