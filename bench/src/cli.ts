@@ -5,7 +5,7 @@
  *   ext4ts bench                          the default run: the seed's table on buffer_head,
  *                                         iomap and iomap + large folios, the peers beside
  *                                         it, numjobs 1 vs 2, 4 KiB random I/O (~1 minute)
- *   ext4ts bench --full                   the same at 2 GiB per file, 5 repetitions
+ *   ext4ts bench --full                   the same at 1 GiB per file, 5 repetitions
  *   ext4ts bench --rw=randwrite --bs=4k --size=64m --fsync=1 [--numjobs=2] …
  *   ext4ts bench JOBFILE.fio …            fio job files ([global] + job sections)
  *
@@ -22,7 +22,7 @@
  */
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { cpus, platform, release, totalmem } from 'node:os';
+import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -265,16 +265,26 @@ export function planSuites(args: BenchArgs): { suites: SuiteSpec[]; repeat: numb
   return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), notes };
 }
 
-/** What one target may take fresh: its device or image, a page cache of the data, the data again. */
+/** What one target may take fresh: its device or image, a page cache of the files, the data again. */
 function warmBytesFor(plan: SuitePlan): number {
-  return plan.deviceBytes + 2 * plan.dataBytes + 256 * MIB;
+  return plan.deviceBytes + plan.dataBytes + plan.cachedBytes + 256 * MIB;
 }
 
 function deviceText(device: DeviceChoice): string {
   return device.kind === 'memory' ? 'memory device' : `image file ${device.path}`;
 }
 
-export function buildDocument(outcomes: SuiteOutcome[], context: { startedAt: Date; durationMs: number; args: BenchArgs; repeat: number; notes: string[]; argv: readonly string[] }): BenchDocument {
+export interface DocumentContext {
+  startedAt: Date;
+  durationMs: number;
+  args: BenchArgs;
+  repeat: number;
+  notes: string[];
+  argv: readonly string[];
+  loadAverageStart: number;
+}
+
+export function buildDocument(outcomes: SuiteOutcome[], context: DocumentContext): BenchDocument {
   const suites = outcomes.map(summariseSuite);
   const seed = suites.find((suite) => suite.id === 'seed');
   return {
@@ -282,7 +292,10 @@ export function buildDocument(outcomes: SuiteOutcome[], context: { startedAt: Da
     schemaVersion: 1,
     startedAt: context.startedAt.toISOString(),
     durationMs: Math.round(context.durationMs),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', memoryBytes: totalmem(), platform: platform(), kernel: release(), node: process.version },
+    machine: {
+      cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', memoryBytes: totalmem(), platform: platform(), kernel: release(),
+      node: process.version, loadAverageStart: context.loadAverageStart, loadAverageEnd: loadavg()[0],
+    },
     settings: { device: deviceText(context.args.device), repeat: context.repeat, command: ['ext4ts', 'bench', ...context.argv].join(' ') },
     notes: context.notes,
     suites,
@@ -316,13 +329,14 @@ export async function benchMain(argv: readonly string[], io: BenchIo = processIo
   }
   const startedAt = new Date();
   const startedMs = performance.now();
+  const loadAverageStart = loadavg()[0];
   const outcomes = await runSuites(plan.suites, {
     repeat: plan.repeat,
     progress: args.progress && args.outputFormat === 'normal' ? (total) => terminalProgress(total) : undefined,
     log: (line) => io.stderr(`ext4ts bench: ${line}\n`),
     beforeTarget: args.warmMemory ? (suitePlan) => { warmMemory(warmBytesFor(suitePlan)); } : undefined,
   });
-  const document = buildDocument(outcomes, { startedAt, durationMs: performance.now() - startedMs, args, repeat: plan.repeat, notes: plan.notes, argv });
+  const document = buildDocument(outcomes, { startedAt, durationMs: performance.now() - startedMs, args, repeat: plan.repeat, notes: plan.notes, argv, loadAverageStart });
   const text = args.outputFormat === 'json' ? `${JSON.stringify(document, null, 2)}\n` : renderReport(document);
   const saved = await saveResults(document, args);
   const footer = saved.length > 0 && args.outputFormat === 'normal' ? `\nresults: ${saved.join(', ')}\n` : '';

@@ -95,7 +95,11 @@ export interface BenchDocument {
   schemaVersion: 1;
   startedAt: string;
   durationMs: number;
-  machine: { cpus: number; cpuModel: string; memoryBytes: number; platform: string; kernel: string; node: string };
+  machine: {
+    cpus: number; cpuModel: string; memoryBytes: number; platform: string; kernel: string; node: string;
+    /** 1-minute load average when the run started and ended: other work on the machine skews every column. */
+    loadAverageStart: number; loadAverageEnd: number;
+  };
   settings: { device: string; repeat: number; command: string };
   notes: string[];
   suites: SuiteSummary[];
@@ -381,6 +385,9 @@ export function renderReport(document: BenchDocument): string {
   if (checks !== '') parts.push(checks);
   const skips = renderSkips(document);
   if (skips.length > 0) parts.push(skips.join('\n'));
-  parts.push(`Notes\n${renderNotes(document)}`);
+  const { cpus, loadAverageStart, loadAverageEnd } = document.machine;
+  const busy = Math.max(loadAverageStart, loadAverageEnd) > cpus / 2;
+  parts.push(`Notes\n${renderNotes(document)}\n- machine: ${cpus} CPUs, load average ${loadAverageStart.toFixed(1)} at the start and ${loadAverageEnd.toFixed(1)} at the end` +
+    (busy ? ' (other work was running: expect noisy numbers)' : ''));
   return `${parts.join('\n\n')}\n`;
 }

@@ -5,9 +5,10 @@
  *
  * Sizing (planDevice): the device holds every distinct file the suite writes (sparse
  * files cost nothing) plus 12.5% and 128 MiB for metadata and the journal, rounded up to
- * 4 MiB. The seed suite at 256 MiB per file: 256 MiB of data → a 416 MiB device.
+ * 4 MiB. The seed suite at 256 MiB per file: 256 MiB of data → a 416 MiB device; its
+ * page cache must hold 512 MiB (the data file and the hole file, read as zeros).
  */
-import { cloneFileName, isWriteOnlyJob, type JobGroup } from './job.js';
+import { cloneFileName, type JobGroup } from './job.js';
 import { executeGroup, type BenchFs, type ExecuteOptions, type JobRun } from './executor.js';
 
 export type TargetKind = 'ext4ts' | 'peer';
@@ -16,8 +17,11 @@ export interface SuitePlan {
   groups: JobGroup[];
   /** The device (or image, or tmpfs budget) every repetition gets. */
   deviceBytes: number;
-  /** Bytes of file data the suite keeps (for page cache sizing). */
+  /** Bytes of file data the suite writes (what the device must hold). */
   dataBytes: number;
+  /** Bytes of every file the suite touches, sparse ones included: what a page cache holds
+   * once every file has been read (holes are cached as zero-filled pages too). */
+  cachedBytes: number;
 }
 
 export interface Target {
@@ -46,20 +50,22 @@ const DEVICE_ROUND_BYTES = 4 * MIB;
 
 /** Device size for a suite: its distinct written files, plus room for metadata. */
 export function planDevice(groups: JobGroup[]): SuitePlan {
-  const fileBytes = new Map<string, number>();
+  const writtenBytes = new Map<string, number>();
+  const touchedBytes = new Map<string, number>();
   for (const job of groups.flat()) {
     // A sparse read job's file holds no blocks; every other job's file ends up written.
-    if (job.sparse && !isWriteOnlyJob(job) && job.rw === 'read') continue;
+    const written = !(job.sparse && (job.rw === 'read' || job.rw === 'randread'));
     for (let clone = 0; clone < job.numjobs; clone++) {
       const name = cloneFileName(job, clone);
-      fileBytes.set(name, Math.max(fileBytes.get(name) ?? 0, job.sizeBytes));
+      touchedBytes.set(name, Math.max(touchedBytes.get(name) ?? 0, job.sizeBytes));
+      if (written) writtenBytes.set(name, Math.max(writtenBytes.get(name) ?? 0, job.sizeBytes));
     }
   }
-  let dataBytes = 0;
-  for (const bytes of fileBytes.values()) dataBytes += bytes;
+  const sum = (sizes: Map<string, number>) => [...sizes.values()].reduce((total, bytes) => total + bytes, 0);
+  const dataBytes = sum(writtenBytes);
   const raw = dataBytes + dataBytes / 8 + DEVICE_SLACK_BYTES;
   const deviceBytes = Math.ceil(raw / DEVICE_ROUND_BYTES) * DEVICE_ROUND_BYTES;
-  return { groups, deviceBytes, dataBytes };
+  return { groups, deviceBytes, dataBytes, cachedBytes: sum(touchedBytes) };
 }
 
 /** Run the groups in order on one BenchFs (what every in-process target's runSuite does). */

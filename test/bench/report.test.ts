@@ -134,7 +134,7 @@ describe('tables', () => {
     suite.targets.push({ id: 'node-fs', label: 'node fs', kind: 'peer', notes: [], skipped: 'not here', cells: [], runs: [] });
     const document: BenchDocument = {
       tool: 'ext4ts bench', schemaVersion: 1, startedAt: '2026-01-01T00:00:00.000Z', durationMs: 1,
-      machine: { cpus: 2, cpuModel: 'x', memoryBytes: 1, platform: 'linux', kernel: '6', node: 'v20' },
+      machine: { cpus: 2, cpuModel: 'x', memoryBytes: 1, platform: 'linux', kernel: '6', node: 'v20', loadAverageStart: 3, loadAverageEnd: 0.5 },
       settings: { device: 'memory device', repeat: 3, command: 'ext4ts bench' }, notes: ['a note'], suites: [suite],
       seedComparison: seedComparison(suite), checks: peerChecks(suite),
     };
@@ -143,6 +143,7 @@ describe('tables', () => {
     expect(text).toContain('median of 3');
     expect(text).toContain('skipped node fs: not here');
     expect(text).toContain("The issue's targets");
+    expect(text).toContain('load average 3.0 at the start and 0.5 at the end (other work was running');
     const svg = renderSvg(document);
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
