@@ -33,24 +33,31 @@
 //   had zeros are all failures.
 // - The neighbour file reads back exactly as in the base image.
 //
-// Determinism. A failure reproduces from (config, seed, op count, crash spec) only if the
-// workload records the same log every time. The engine reads the clocks (mtime stamps at
-// most every TIME_UPDATE_MS, dirty expiry by performance.now, a 5 s flusher interval), so
-// the caller freezes Date/performance and the interval timer while recording (the test does,
-// with vitest fake timers); the flusher then runs only when woken by the dirty thresholds
-// or a throttled writer, through setImmediate, and the target yields one setImmediate after
-// every op so a woken flusher writes back between ops as well as during them.
+// Time. The recorded mount has the default commit interval (5 s) and a 1 MiB page cache; the
+// caller freezes Date, performance.now and the timers while recording, and the workload moves
+// them in seeded 5 s steps (FsxCrashClock: after ~20 % of the ops, during ~10 % — the commit
+// then runs beside the op). A step fires the journal's commit timer and the flusher's interval
+// and ages dirty data, so metadata commits while data is dirty, under writeback or half
+// converted, not only at fsync — without that, every commit would follow a full writeback of
+// the file and a broken data=ordered or convert-at-completion could not show. Between steps
+// the flusher runs when the dirty thresholds wake it (through setImmediate; the target yields
+// once after every op) and throttled writers wait for it in the middle of their op.
+//
+// Determinism. With the clocks in the workload's hands, the same seed records the same
+// requests with the same data (test: the log fingerprint), so a failure reproduces from
+// (config, seed, op count, crash spec). The log up to a crash point does not depend on the
+// ops after it, so the op count can be cut to the last op before the point.
 //
 // Cost of recording: the fsx op itself (page cache, a commit per fsync) plus one compare of
 // the model against the previous version per op (maxFileLen bytes) and a 4 KiB copy of
 // each block that changed; versions share unchanged blocks, so memory is ~the bytes the ops
 // changed, not ops × file size.
 import { Buffer } from 'node:buffer';
-import { Ext4, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type FileHandle } from '@ext4ts/core';
+import { Ext4, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type FileHandle, type WriteOptions } from '@ext4ts/core';
 import type { RecordedMark } from '../../packages/core/src/device/recording-device.js';
 import { FsxModel } from '../../packages/cli/src/fsx/model.js';
 import { formatOpLine } from '../../packages/cli/src/fsx/log.js';
-import { makeOriginalBuffer, suspectOpMod256, type FsxOp } from '../../packages/cli/src/fsx/ops.js';
+import { FsxRandom, makeOriginalBuffer, suspectOpMod256, type FsxOp } from '../../packages/cli/src/fsx/ops.js';
 import { runFsx, type FsxRunOptions } from '../../packages/cli/src/fsx/run.js';
 import type { FsxCapabilities, FsxTarget } from '../../packages/cli/src/fsx/target.js';
 
@@ -105,9 +112,9 @@ export const NEIGHBOUR_TAG = 'neighbour-file';
 export const JUNK_TAG = 'stale-junk';
 export const neighbourBytes = (): Buffer => taggedBytes(NEIGHBOUR_TAG, NEIGHBOUR_BYTES);
 
-function mountOptions(config: FsxCrashConfig | undefined, cacheBytes: number) {
+function mountOptions(config: FsxCrashConfig | undefined, cacheBytes: number, commitIntervalMs = 0) {
   return {
-    readOnly: false, commitIntervalMs: 0, uid: 0, gid: 0, umask: 0o022,
+    readOnly: false, commitIntervalMs, uid: 0, gid: 0, umask: 0o022,
     buffered: config?.buffered ?? 'iomap', largeFolios: config?.largeFolios ?? true, cacheBytes,
     // The pool needs a device it can share with workers; a RecordingDevice (and a crash
     // image's UndoDevice) refuses, so writeback runs on the engine thread.
@@ -189,11 +196,12 @@ class VersionList {
 // ---- marks ---------------------------------------------------------------------------
 
 export interface FsxOpMark {
-  /** fsx op number (1-based; unmount is numOps + 1). */
+  /** fsx op number (1-based; unmount is numOps + 1; a clock step carries the op it follows or overlaps). */
   opNumber: number;
   /** e.g. "write 0x1000 0x2000 0x0" (fsx's replay line; size column = size before). */
   text: string;
-  name: FsxOp['name'] | 'unmount';
+  /** 'clock': time moved on (commit timer, flusher); the file version does not change. */
+  name: FsxOp['name'] | 'unmount' | 'clock';
   sizeBeforeBytes: number;
   /** The model after the op. */
   version: FileVersion;
@@ -213,20 +221,56 @@ const CAPABILITIES: FsxCapabilities = { fallocate: true, punch: true, zero: true
 const yieldToFlusher = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
+ * Time for the recorded mount, moved by the workload: the caller's clocks are frozen, and
+ * advance(ms) moves Date, performance.now and the timers (the journal's commit timer, the
+ * page cache's flusher interval) on by `ms`, firing what falls due — synchronously, like
+ * vitest's advanceTimersByTime. Each op draws (its own seeded stream, not fsx's): nothing,
+ * a step after the op, or a step just after the op started (the commit then runs beside it).
+ */
+export interface FsxCrashClock {
+  advance(ms: number): void;
+  /** The step: the commit interval of the recorded mount, so every step may commit. */
+  stepMs: number;
+  /** Chance per op of a step after it, and of a step during it. */
+  afterProbability: number;
+  duringProbability: number;
+}
+
+/**
  * An FsxTarget over an open FileHandle that marks every change before it starts (with the
  * version the change leads to, from a mirror FsxModel fed the same calls runFsx makes) and
  * every fsync after it resolved. Reads and size() pass through unmarked.
  */
 class MarkingFsxTarget implements FsxTarget {
   readonly capabilities = CAPABILITIES;
-  readonly model: FsxModel;
-  readonly versions: VersionList;
   /** The op runFsx is running (onProgress tells us when one is done). */
   opNumber = 1;
 
-  constructor(private readonly fh: FileHandle, private readonly mark: (label: string, data: FsxOpMark | FsxAckMark) => void, maxFileLen: number) {
-    this.model = new FsxModel(maxFileLen);
-    this.versions = new VersionList(Math.ceil(maxFileLen / BLOCK_BYTES));
+  /** Clock steps taken (after, during an op). */
+  clockSteps = 0;
+  private readonly clockRandom: FsxRandom;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly mark: (label: string, data: FsxOpMark | FsxAckMark) => void,
+    readonly model: FsxModel,
+    readonly versions: VersionList,
+    private readonly clock: FsxCrashClock | undefined,
+    seed: number,
+  ) {
+    if (model.maxFileLen % BLOCK_BYTES !== 0) throw new Error(`maxFileLen ${model.maxFileLen} is not a whole number of blocks`);
+    this.clockRandom = new FsxRandom((seed ^ 0xc10c4) >>> 0);
+  }
+
+  /** Move the clock one step, marked (same version: time changes no data). */
+  private step(when: 'after' | 'during'): void {
+    const clock = this.clock!;
+    this.clockSteps++;
+    this.mark('op', {
+      opNumber: this.opNumber, text: `clock +${clock.stepMs} ms ${when} op ${this.opNumber}`, name: 'clock',
+      sizeBeforeBytes: this.model.sizeBytes, version: this.versions.last,
+    });
+    clock.advance(clock.stepMs);
   }
 
   async size(): Promise<number> { return (await this.fh.stat()).size; }
@@ -254,8 +298,17 @@ class MarkingFsxTarget implements FsxTarget {
     apply(this.model);
     const version = this.versions.capture(this.model, this.opNumber);
     this.mark('op', { opNumber: this.opNumber, text: `${name} ${line} 0x${sizeBeforeBytes.toString(16)}`, name, sizeBeforeBytes, version });
-    await run();
+    const draw = this.clock === undefined ? 1 : this.clockRandom.nextU32() / 2 ** 32;
+    const during = this.clock !== undefined && draw < this.clock.duringProbability;
+    const after = this.clock !== undefined && !during && draw < this.clock.duringProbability + this.clock.afterProbability;
+    const running = run();
+    if (during) this.step('during');
+    await running;
     await yieldToFlusher();
+    if (after) {
+      this.step('after');
+      await yieldToFlusher();
+    }
   }
 
   write(pos: number, data: Uint8Array): Promise<void> {
@@ -311,6 +364,66 @@ class MarkingFsxTarget implements FsxTarget {
 
 const hexRange = (pos: number, len: number): string => `0x${pos.toString(16)} 0x${len.toString(16)}`;
 
+// ---- device latency ------------------------------------------------------------------
+
+export interface FsxCrashLatency {
+  /** Chance that a write (zero-out, discard) is held back at all. */
+  delayedProbability: number;
+  /** A held-back write completes after 1..turnsMax event-loop turns (setImmediate). */
+  turnsMax: number;
+}
+
+/**
+ * Writes that take time: each write, zero-out or discard reaches the device below after a
+ * seeded number of event-loop turns, and its promise resolves then; reads and flushes pass
+ * at once. Put above the RecordingDevice, the log then holds writes in completion order,
+ * with the writes still in flight when a flush was issued after it (not covered by it), as
+ * a disk's queue would — so a commit that does not wait for the data it must order (data=
+ * ordered, convert at completion) leaves crash states where the commit is durable and the
+ * data is not. The bytes are taken from the caller's buffer when the write lands (a DMA
+ * reads memory then), so a page changed under writeback shows too. Deterministic: the turns
+ * come from a seeded stream and setImmediate runs callbacks in order.
+ */
+export class LatencyDevice implements BlockDevice {
+  /** Writes held back so far. */
+  delayedWrites = 0;
+  private readonly random: FsxRandom;
+
+  constructor(private readonly inner: BlockDevice, private readonly latency: FsxCrashLatency, seed: number) {
+    this.random = new FsxRandom((seed ^ 0x1a7e0c) >>> 0);
+  }
+
+  get sizeBytes(): number { return this.inner.sizeBytes; }
+  get sectorSizeBytes(): number { return this.inner.sectorSizeBytes; }
+  get readOnly(): boolean { return this.inner.readOnly; }
+
+  read(offsetBytes: number, target: Uint8Array): Promise<void> { return this.inner.read(offsetBytes, target); }
+  flush(): Promise<void> { return this.inner.flush(); }
+  close(): Promise<void> { return this.inner.close(); }
+
+  async write(offsetBytes: number, source: Uint8Array, options?: WriteOptions): Promise<void> {
+    await this.wait();
+    await this.inner.write(offsetBytes, source, options);
+  }
+
+  async discard(offsetBytes: number, lengthBytes: number): Promise<void> {
+    await this.wait();
+    await this.inner.discard(offsetBytes, lengthBytes);
+  }
+
+  async zeroOut(offsetBytes: number, lengthBytes: number): Promise<void> {
+    await this.wait();
+    await this.inner.zeroOut(offsetBytes, lengthBytes);
+  }
+
+  private async wait(): Promise<void> {
+    if (this.random.nextU32() / 2 ** 32 >= this.latency.delayedProbability) return;
+    this.delayedWrites++;
+    const turns = 1 + (this.random.nextU32() % this.latency.turnsMax);
+    for (let turn = 0; turn < turns; turn++) await yieldToFlusher();
+  }
+}
+
 // ---- the workload --------------------------------------------------------------------
 
 export interface FsxCrashWorkloadOptions {
@@ -321,6 +434,10 @@ export interface FsxCrashWorkloadOptions {
   maxOpLen: number;
   /** Page cache of the recorded mount (small: the flusher and eviction write back between fsyncs). */
   cacheBytes: number;
+  /** Moves time for the recorded mount; absent = no commit timer (commits at fsync and unmount only). */
+  clock?: FsxCrashClock;
+  /** Writes in flight for a while (LatencyDevice); absent = every write completes at once. */
+  latency?: FsxCrashLatency;
 }
 
 export interface FsxCrashRun {
@@ -331,6 +448,9 @@ export interface FsxCrashRun {
   /** fsx's seeded "original" buffer: decodes which op wrote a byte (suspectOpMod256). */
   original: Uint8Array;
   fsyncs: number;
+  clockSteps: number;
+  /** Writes the LatencyDevice held back. */
+  delayedWrites: number;
   /** Page-cache counters of the recorded mount: proof that writeback happened between fsyncs. */
   evictedFolios: number;
   flusherPasses: number;
@@ -348,10 +468,13 @@ export async function fsxCrashWorkload(
   mark: (label: string, data?: unknown) => void,
   options: FsxCrashWorkloadOptions,
 ): Promise<FsxCrashRun> {
-  const fs = await Ext4.mount(device, mountOptions(options.config, options.cacheBytes));
+  const versions = new VersionList(Math.ceil(options.maxFileLen / BLOCK_BYTES));
+  // Before the mount's first write: every crash state has an acknowledgement to check.
+  mark('ack', { via: 'base', opNumber: 0, version: versions.last } satisfies FsxAckMark);
+  const slow = options.latency === undefined ? undefined : new LatencyDevice(device, options.latency, options.seed);
+  const fs = await Ext4.mount(slow ?? device, mountOptions(options.config, options.cacheBytes, options.clock?.stepMs ?? 0));
   const fh = await fs.open(FSX_CRASH_FILE_PATH, 'r+');
-  const target = new MarkingFsxTarget(fh, mark, options.maxFileLen);
-  mark('ack', { via: 'base', opNumber: 0, version: target.versions.last } satisfies FsxAckMark);
+  const target = new MarkingFsxTarget(fh, mark, new FsxModel(options.maxFileLen), versions, options.clock, options.seed);
   const fsxOptions: Partial<FsxRunOptions> = {
     seed: options.seed, numOps: options.numOps, maxFileLen: options.maxFileLen, maxOpLen: options.maxOpLen,
     progressEveryOps: 1, onProgress: (opNumber) => { target.opNumber = opNumber + 1; },
@@ -365,7 +488,7 @@ export async function fsxCrashWorkload(
   mark('ack', { via: 'unmount', opNumber: options.numOps + 1, version: target.versions.last } satisfies FsxAckMark);
   return {
     options, ops: result.ops, versions: target.versions.all, original: makeOriginalBuffer(options.seed, options.maxFileLen),
-    fsyncs: result.opCounts.fsync, evictedFolios: stats?.evictedFolioCount ?? 0, flusherPasses: stats?.flushPassCount ?? 0, journalCommits,
+    fsyncs: result.opCounts.fsync, clockSteps: target.clockSteps, delayedWrites: slow?.delayedWrites ?? 0, evictedFolios: stats?.evictedFolioCount ?? 0, flusherPasses: stats?.flushPassCount ?? 0, journalCommits,
   };
 }
 
@@ -449,6 +572,10 @@ export function describeBlock(block: Buffer, blockIndex: number, run: FsxCrashRu
   if (run === undefined) return 'unknown bytes';
   const older = run.versions.filter((v) => v.blocks[blockIndex]?.subarray(0, block.length).equals(block));
   if (older.length > 0) return `the block as versions made by op(s) ${older.map((v) => v.opNumber).join(', ')} had it (older than the acknowledged one: a stale block of this file)`;
+  for (const version of run.versions) {
+    const elsewhere = version.blocks.findIndex((b) => b?.subarray(0, block.length).equals(block));
+    if (elsewhere >= 0) return `STALE data of this file: block ${elsewhere} as the version made by op ${version.opNumber} had it (a freed block reused before its new data landed)`;
+  }
   const start = blockIndex * BLOCK_BYTES;
   const firstNonZero = block.findIndex((b) => b !== 0);
   const even = (start + firstNonZero) % 2 === 0 ? firstNonZero : firstNonZero + 1;
