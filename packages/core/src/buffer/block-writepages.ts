@@ -180,33 +180,16 @@ interface BatchResult {
 
 // Map, start and submit one batch of locked folios; unlocks them all.
 async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWritepagesOptions): Promise<BatchResult> {
-  const bs = inode.blockSizeBytes;
-  const sizeBytes = inode.sizeBytes;
-  const eofBlockEnd = roundUp(sizeBytes, bs);
-  const table = BufferHeadTable.of(inode.mapping.cache);
-  let mapBlockCount = 0;
-  let endBytes = 0;
-  for (const folio of folios) {
-    zeroFolioRange(folio, sizeBytes, folio.positionBytes + folio.lengthBytes); // mmap stores past EOF go out as zeros
-    forEachDirtyBlock(folio, bs, eofBlockEnd, (block, blockPos) => {
-      const state = table.states[table.base(folio) + block];
-      if ((state & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) mapBlockCount++;
-      if ((state & (BufferState.MAPPED | BufferState.DELAY)) !== 0) endBytes = Math.max(endBytes, Math.min(blockPos + bs, sizeBytes));
-    });
-  }
+  const eofBlockEnd = roundUp(inode.sizeBytes, inode.blockSizeBytes);
+  const plan = planBatch(inode, folios, eofBlockEnd);
   let writtenResolve!: () => void;
   let writtenReject!: (error: unknown) => void;
   const written = new Promise<void>((resolve, reject) => { writtenResolve = resolve; writtenReject = reject; });
   written.catch(() => undefined); // observed by the journal when the filesystem ordered it; else only here
-  let retryAt = -1;
-  let mappedCount = 0;
-  const body = async (): Promise<void> => {
-    const mapped = await mapDirtyBlocks(inode, folios, options.ops.getBlock, eofBlockEnd);
-    retryAt = mapped.retryAt;
-    mappedCount = mapped.count;
-  };
+  let mapped = { retryAt: -1, count: 0 };
+  const body = async (): Promise<void> => { mapped = await mapDirtyBlocks(inode, folios, options.ops.getBlock, eofBlockEnd); };
   try {
-    const batch: WritebackBatch = { mapBlockCount, endBytes, written };
+    const batch: WritebackBatch = { ...plan, written };
     if (options.ops.mapBatch !== undefined) await options.ops.mapBatch(inode, batch, body);
     else await body();
   } catch (error) {
@@ -216,27 +199,21 @@ async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWri
     }
     inode.mapping.writebackError = error; // "data will be lost": what could not be mapped is not written
   }
-  // From here to the submission below nothing awaits: a commit may be waiting on `written`.
-  const writes = new DeviceWrites(bs);
-  const started: Folio[] = [];
-  let settled: Promise<PromiseSettledResult<void>[]>;
+  // From here to the submission nothing awaits: a commit may be waiting on `written`.
+  const { retryAt } = mapped;
+  const retried = (folio: Folio): boolean => retryAt >= 0 && folio.index >= retryAt;
+  let submitted: { started: Folio[]; settled: Promise<PromiseSettledResult<void>[]> };
   try {
-    for (const folio of folios) {
-      // Left dirty from where getBlock found no room: the next batch (a fresh handle) maps it.
-      if (retryAt >= 0 && folio.index >= retryAt) continue;
-      startFolio(inode, folio, table, writes, eofBlockEnd);
-      started.push(folio);
-    }
-    const memory = inode.mapping.cache.core.bytes();
-    settled = Promise.allSettled(writes.runs.map((run) => options.device.write(run.addrBytes, memory.subarray(run.ptr, run.ptr + run.lengthBytes))));
+    submitted = startAndSubmit(inode, folios.filter((folio) => !retried(folio)), eofBlockEnd, options.device);
   } catch (error) {
     writtenResolve();
     throw error;
   }
   for (const folio of folios) {
     folio.unlock();
-    if (retryAt >= 0 && folio.index >= retryAt) folio.put();
+    if (retried(folio)) folio.put(); // started folios keep their pin until their writeback ends
   }
+  const { started, settled } = submitted;
   const completion = settled.then((results) => {
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     try {
@@ -244,19 +221,55 @@ async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWri
         inode.mapping.writebackError = failed.reason;
         options.ops.writeFailed?.(inode, failed.reason);
       }
-      for (const folio of started) {
-        table.clearBits(folio, 0, folio.blockCount, BufferState.REQ);
-        folio.endWriteback();
-        folio.put();
-      }
+      endWriteback(started);
     } finally {
       if (failed === undefined) writtenResolve();
       else writtenReject(failed.reason);
     }
   });
-  const next = retryAt >= 0 ? retryAt : folios[folios.length - 1].indexEnd;
-  const stalled = retryAt === folios[0].index && mappedCount === 0;
-  return { completion, startedBytes: started.reduce((bytes, folio) => bytes + folio.lengthBytes, 0), next, stalled };
+  return {
+    completion,
+    startedBytes: started.reduce((bytes, folio) => bytes + folio.lengthBytes, 0),
+    next: retryAt >= 0 ? retryAt : folios[folios.length - 1].indexEnd,
+    stalled: retryAt === folios[0].index && mapped.count === 0,
+  };
+}
+
+// What the batch will map and how far its data reaches; zeroes the EOF folio past i_size.
+function planBatch(inode: BufferInode, folios: readonly Folio[], eofBlockEnd: number): { mapBlockCount: number; endBytes: number } {
+  const bs = inode.blockSizeBytes;
+  const sizeBytes = inode.sizeBytes;
+  const table = BufferHeadTable.of(inode.mapping.cache);
+  let mapBlockCount = 0;
+  let endBytes = 0;
+  for (const folio of folios) {
+    zeroFolioRange(folio, sizeBytes, folio.positionBytes + folio.lengthBytes); // mmap stores past EOF go out as zeros
+    const base = table.base(folio);
+    forEachDirtyBlock(folio, bs, eofBlockEnd, (block, blockPos) => {
+      const state = table.states[base + block];
+      if ((state & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) mapBlockCount++;
+      if ((state & (BufferState.MAPPED | BufferState.DELAY)) !== 0) endBytes = Math.max(endBytes, Math.min(blockPos + bs, sizeBytes));
+    });
+  }
+  return { mapBlockCount, endBytes };
+}
+
+// startWriteback on each folio, then issue the batch's device writes at once (not awaited).
+function startAndSubmit(inode: BufferInode, folios: readonly Folio[], eofBlockEnd: number, device: BlockDevice): { started: Folio[]; settled: Promise<PromiseSettledResult<void>[]> } {
+  const table = BufferHeadTable.of(inode.mapping.cache);
+  const writes = new DeviceWrites(inode.blockSizeBytes);
+  for (const folio of folios) startFolio(inode, folio, table, writes, eofBlockEnd);
+  const memory = inode.mapping.cache.core.bytes();
+  const settled = Promise.allSettled(writes.runs.map((run) => device.write(run.addrBytes, memory.subarray(run.ptr, run.ptr + run.lengthBytes))));
+  return { started: [...folios], settled };
+}
+
+function endWriteback(folios: readonly Folio[]): void {
+  for (const folio of folios) {
+    BufferHeadTable.of(folio.mapping.cache).clearBits(folio, 0, folio.blockCount, BufferState.REQ);
+    folio.endWriteback();
+    folio.put();
+  }
 }
 
 /**

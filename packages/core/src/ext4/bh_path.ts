@@ -7,7 +7,9 @@
  *   read             blockRead                  ext4GetBlockRead (readahead per open file)
  *   write            blockWrite                 ext4DaGetBlockPrep: one block reserved per
  *                                               getBlock (ext4GetBlockUnwritten when space is low)
- *   zero / truncate  blockZeroRange / blockTruncatePage
+ *   zero / truncate  blockZeroRange / blockTruncatePage (zeroing past i_disksize writes a
+ *                    block with old data on disk back at once: data=ordered for the size
+ *                    change the caller commits next)
  *   drop cache       blockTruncatePagecacheRange (buffers of whole blocks discarded)
  *   writeback        blockWritepages            ext4BlockWritebackOps: per batch one handle,
  *                                               one getBlock per delayed block (allocated
