@@ -42,7 +42,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Ext4, FsError, MemoryDevice, mkfs, type BlockDevice, type SyncBlockDevice } from '@ext4ts/core';
+import { MemoryDevice, type SyncBlockDevice } from '@ext4ts/core';
 import type { RecordedEvent, RecordedMark } from '../../packages/core/src/device/recording-device.js';
 import { E2FSCK_COMPLAINT_PATTERNS, requireE2fsprogs } from '../helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
@@ -51,8 +51,8 @@ import { formatCrashSpec, type CrashImage } from './crash-images.js';
 import { runCrashCampaign, type CampaignReport } from './harness.js';
 import { SpawnServer } from './spawn-server.js';
 import {
-  FSX_CRASH_CONFIGS, FSX_CRASH_FILE_PATH, FSX_CRASH_NEIGHBOUR_PATH, RECOVERY_CACHE_BYTES,
-  JUNK_TAG, NEIGHBOUR_TAG, candidatesOf, checkFsxFile, fsxCrashWorkload, makeFsxCrashBase, mountForRecovery, neighbourBytes, opLogTail,
+  FSX_CRASH_CONFIGS, FSX_CRASH_NEIGHBOUR_PATH,
+  JUNK_TAG, NEIGHBOUR_TAG, candidatesOf, checkFsxFile, fsxCrashWorkload, makeFsxCrashBase, mountForRecovery, neighbourBytes, opLogTail, readBackFsxFiles, fsxConfigUnavailable,
   taggedBlock, type FileVersion, type FsxCrashClock, type FsxCrashConfig, type FsxCrashLatency, type FsxCrashRun, type FsxOpMark,
 } from './fsx-crash.js';
 
@@ -156,19 +156,9 @@ async function e2fsckRecovery(img: string): Promise<{ file: Buffer; neighbour: B
   await e2fsckClean(img, 'after e2fsck -fy replay');
   const device = await MemoryDevice.loadImage(img); // whole, in one read
   try {
-    return await readBack(device);
+    return await readBackFsxFiles(device);
   } finally {
     device.closeSync();
-  }
-}
-
-/** The fsx file and the neighbour as a read-only ext4ts mount sees them. */
-async function readBack(device: BlockDevice): Promise<{ file: Buffer; neighbour: Buffer }> {
-  const fs = await Ext4.mount(device, { readOnly: true, cacheBytes: RECOVERY_CACHE_BYTES });
-  try {
-    return { file: (await fs.readFile(FSX_CRASH_FILE_PATH)) as Buffer, neighbour: (await fs.readFile(FSX_CRASH_NEIGHBOUR_PATH)) as Buffer };
-  } finally {
-    await fs.unmount();
   }
 }
 
@@ -194,22 +184,6 @@ function logFingerprint(events: readonly RecordedEvent[], point: number): string
     else hash.update(`m${event.label};`);
   }
   return hash.digest('hex').slice(0, 16);
-}
-
-/** Whether the engine mounts this config (the buffer_head path may not have landed). */
-async function configAvailable(config: FsxCrashConfig): Promise<string | null> {
-  const device = MemoryDevice.create({ sizeBytes: 8 * 1024 * 1024 });
-  try {
-    await mkfs(device, { assumeZeroed: true });
-    const fs = await Ext4.mount(device, { readOnly: false, buffered: config.buffered, largeFolios: config.largeFolios, cacheBytes: CACHE_BYTES, writebackThreads: 0 });
-    await fs.unmount();
-    return null;
-  } catch (error) {
-    if (FsError.is(error, 'ENOTSUP')) return (error as Error).message;
-    throw error;
-  } finally {
-    device.closeSync();
-  }
 }
 
 interface SeedRun { config: FsxCrashConfig; seed: number; report: CampaignReport; run: FsxCrashRun; recordMs: number }
@@ -321,7 +295,7 @@ async function runSeed(config: FsxCrashConfig, seed: number, options: SeedOption
         });
       }
       // (c) the file and its neighbour, read back.
-      const got = await readBack(device);
+      const got = await readBackFsxFiles(device);
       const problems = problemsOf('after ext4ts recovery', got);
       if (problems.length === 0) {
         const candidates = candidatesOf(acknowledged);
@@ -425,7 +399,7 @@ describe('fsx crash images', () => {
     const skipped: string[] = [];
     const perConfig: string[] = [];
     for (const config of configs) {
-      const unavailable = await configAvailable(config);
+      const unavailable = await fsxConfigUnavailable(config);
       if (unavailable !== null) {
         skipped.push(`${config.name} (${unavailable})`);
         continue;
@@ -478,7 +452,7 @@ describe('fsx crash images', () => {
     // failing states, the check above has gone blind.
     const lines: string[] = [];
     for (const config of FSX_CRASH_CONFIGS.filter((c) => c.name !== 'iomap-small-folios')) {
-      if ((await configAvailable(config)) !== null) continue;
+      if ((await fsxConfigUnavailable(config)) !== null) continue;
       const { report } = await runSeed(config, 1, { images: 60, numOps: 120, pool: null, noBarriers: true, maxFailures: 60 });
       const junk = report.failures.filter((f) => f.message.includes('STALE junk'));
       const lost = report.failures.filter((f) => f.message.includes('all zeros, where every candidate version has data'));

@@ -14,23 +14,25 @@
 // - 'op'  before each change starts (write, mapwrite, truncate, fallocate, punch, zero,
 //         fsync, unmount): the op may land whole, in part, or not at all;
 // - 'ack' after fsync (FileHandle.sync) resolved, and after unmount: the file as the model
-//         had it is durable. The base image is acknowledged first ('base', empty file).
+//         had it is durable. The base image is acknowledged first ('base', empty file);
+// - 'op' named 'clock' where the workload moved time (below): same version, for the reports.
 //
 // The versions of a crash state at point p: V_A, the version of the last ack before p, and
 // the version of every op marked between that ack and p (later ops cannot have written
 // anything). What may a recovered file show (checkFsxFile)?
 // - Size: one of those versions' sizes, or — for a pwrite that extends the file — a block
 //   boundary strictly inside the range it extends over: i_disksize rises as writeback
-//   completes, min(ioend end, i_size), and a commit may fall between two ioends (the flusher
-//   writes back in chunks under a small cache). truncate, fallocate, zero range and mapwrite
-//   (which ftruncates up first) set the size in one handle: no intermediate sizes.
+//   completes, min(ioend end, i_size) (buffer_head: as each batch is allocated), and a
+//   commit may fall between two of them (the timer, under a small cache; the long run saw
+//   62 such states in 9,600). truncate, fallocate, zero range and mapwrite (which ftruncates
+//   up first) set the size in one handle: no intermediate sizes.
 // - Bytes: every 4 KiB block of the file equals that block in one of the versions (past a
 //   version's EOF its bytes count as zeros: growing a file shows zeros there, and a block
 //   whose unwritten extent was not yet converted, or whose delayed data was not yet
 //   written, reads as a hole). Where the state tore writes, each 512-byte sector instead.
 //   A block untouched since V_A has one candidate, V_A's: acknowledged data is checked
-//   exactly. Blocks of earlier versions, of other files, junk, or zeros where no version
-//   had zeros are all failures.
+//   exactly. Blocks of earlier versions, this file's data from another offset, other
+//   files' data, junk, or zeros where no version had zeros are all failures.
 // - The neighbour file reads back exactly as in the base image.
 //
 // Time. The recorded mount has the default commit interval (5 s) and a 1 MiB page cache; the
@@ -41,19 +43,22 @@
 // converted, not only at fsync — without that, every commit would follow a full writeback of
 // the file and a broken data=ordered or convert-at-completion could not show. Between steps
 // the flusher runs when the dirty thresholds wake it (through setImmediate; the target yields
-// once after every op) and throttled writers wait for it in the middle of their op.
+// once after every op) and throttled writers wait for it in the middle of their op. And
+// writes take time (LatencyDevice, above the RecordingDevice: the log is in completion
+// order), so a commit can overtake data writes still in flight — the case data=ordered and
+// convert-at-completion exist for; with instant writes it almost never arises.
 //
 // Determinism. With the clocks in the workload's hands, the same seed records the same
 // requests with the same data (test: the log fingerprint), so a failure reproduces from
 // (config, seed, op count, crash spec). The log up to a crash point does not depend on the
 // ops after it, so the op count can be cut to the last op before the point.
 //
-// Cost of recording: the fsx op itself (page cache, a commit per fsync) plus one compare of
+// Cost of recording: the fsx op itself (page cache, a commit per fsync or clock step) plus one compare of
 // the model against the previous version per op (maxFileLen bytes) and a 4 KiB copy of
 // each block that changed; versions share unchanged blocks, so memory is ~the bytes the ops
 // changed, not ops × file size.
 import { Buffer } from 'node:buffer';
-import { Ext4, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type FileHandle, type WriteOptions } from '@ext4ts/core';
+import { Ext4, FsError, MemoryDevice, mkfs, type BlockDevice, type Ext4Filesystem, type FileHandle, type WriteOptions } from '@ext4ts/core';
 import type { RecordedMark } from '../../packages/core/src/device/recording-device.js';
 import { FsxModel } from '../../packages/cli/src/fsx/model.js';
 import { formatOpLine } from '../../packages/cli/src/fsx/log.js';
@@ -125,6 +130,32 @@ function mountOptions(config: FsxCrashConfig | undefined, cacheBytes: number, co
 /** Mount read-write (replays the journal, finishes orphans) as the recovery of a crash state. */
 export function mountForRecovery(device: BlockDevice): Promise<Ext4Filesystem> {
   return Ext4.mount(device, mountOptions(undefined, RECOVERY_CACHE_BYTES));
+}
+
+/** The fsx file and the neighbour as a read-only ext4ts mount of a (recovered) image shows them. */
+export async function readBackFsxFiles(device: BlockDevice): Promise<{ file: Buffer; neighbour: Buffer }> {
+  const fs = await Ext4.mount(device, { readOnly: true, cacheBytes: RECOVERY_CACHE_BYTES });
+  try {
+    return { file: (await fs.readFile(FSX_CRASH_FILE_PATH)) as Buffer, neighbour: (await fs.readFile(FSX_CRASH_NEIGHBOUR_PATH)) as Buffer };
+  } finally {
+    await fs.unmount();
+  }
+}
+
+/** Why the engine refuses to mount this config (ENOTSUP: e.g. a path not built yet), or null when it mounts. */
+export async function fsxConfigUnavailable(config: FsxCrashConfig): Promise<string | null> {
+  const device = MemoryDevice.create({ sizeBytes: 8 * 1024 * 1024 });
+  try {
+    await mkfs(device, { assumeZeroed: true });
+    const fs = await Ext4.mount(device, mountOptions(config, RECOVERY_CACHE_BYTES));
+    await fs.unmount();
+    return null;
+  } catch (error) {
+    if (FsError.is(error, 'ENOTSUP')) return (error as Error).message;
+    throw error;
+  } finally {
+    device.closeSync();
+  }
 }
 
 /** The base image: the neighbour, the empty fsx file, and free blocks full of junk. */
