@@ -11,14 +11,15 @@
  *       batch.written as the transaction's ordered data)
  *       body: getBlock(create) for every dirty DELAY or UNWRITTEN block inside EOF, one
  *             call per block — delalloc allocation happens here, a block at a time
- *     per folio whose dirty blocks are all mapped now: startWriteback(), one device
- *       write per run of blocks contiguous on the device AND in folio memory (a bio that
- *       merged its pages), issued at once — before anything else can wait on the journal
+ *     per folio whose dirty blocks are all mapped now: startWriteback(); runs of blocks
+ *       contiguous on the device (a bio that merged its pages), each gathered from folio
+ *       memory pieces, handed to the submitter at once (inline: one device.write per
+ *       piece; or the writeback worker pool) — before anything can wait on the journal
  *     unlock; when the writes settle: batch.written resolves, REQ clears, writeback ends
  *
  *   dirty  p7[D]  p8[D]  p9[M]  p12[D]      D = DELAY, M = MAPPED (overwrite)
  *   map    getBlock ×3 → 500, 501 (p9 was at 502), 503
- *   write  [500, 503) from p7..p9 (memory contiguous), 503 from p12
+ *   write  one run [500, 504): pieces p7..p9 (contiguous memory) and p12
  *
  * A getBlock answering null (no journal credits left) ends the batch at that folio; the
  * next batch, with a fresh handle, goes on from there. A getBlock or device error is
@@ -30,8 +31,8 @@
  * being issued nothing may wait for the journal — and nothing here does.
  *
  * Cost: one getBlock per delayed/unwritten block (none for overwrites); one mapBatch per
- * batch; device writes = one per run contiguous on device and in memory; no copies (the
- * device reads folio memory).
+ * batch; device writes = one per memory piece of a device-contiguous run (inline); no
+ * copies (the device reads folio memory).
  */
 import { AssertionError, assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
@@ -49,6 +50,8 @@ export const WRITEPAGES_BATCH_FOLIOS_MAX = 2048;
  * answered null: e.g. ext4 commits and retries once on ENOSPC). More is a filesystem bug.
  */
 export const WRITEPAGES_STALLED_BATCHES_MAX = 2;
+/** Largest device write run (iomap's ioend cap: 16 MiB). */
+export const RUN_BYTES_MAX = 16 * 1024 * 1024;
 
 /** One batch, as the filesystem's mapBatch hook sees it. */
 export interface WritebackBatch {
@@ -72,10 +75,48 @@ export interface BlockWritebackOps {
   writeFailed?(inode: BufferInode, error: unknown): void;
 }
 
+/**
+ * One device write of a batch (a bio): blocks contiguous on the device, gathered from
+ * folio memory pieces (contiguous pieces are merged). Shaped like iomap's Ioend, so the
+ * writeback worker pool can carry it.
+ */
+export interface BlockWriteRun {
+  /** File offset of the first block (for the record; runs merge on device contiguity). */
+  offsetBytes: number;
+  addrBytes: number;
+  lengthBytes: number;
+  /** [pointer into the wasm memory, length] in device order. */
+  pieces: { ptr: number; lengthBytes: number }[];
+  /** Set by the submitter when the write failed. */
+  error?: Error;
+}
+
+/** Writes the runs (from folio memory); sets run.error on failure; never throws. */
+export type BlockSubmit = (inode: BufferInode, runs: readonly BlockWriteRun[]) => Promise<void>;
+
 export interface BlockWritepagesOptions {
   ops: BlockWritebackOps;
   device: BlockDevice;
+  /** Default: blockInlineSubmit(device), every piece issued at once on this thread. */
+  submit?: BlockSubmit;
   batchFoliosMax?: number;
+}
+
+/** The default submitter: one device.write per piece, all issued at once, straight from folio memory. */
+export function blockInlineSubmit(device: BlockDevice): BlockSubmit {
+  return async (inode, runs) => {
+    const memory = inode.mapping.cache.core.bytes();
+    await Promise.all(runs.map(async (run) => {
+      let addrBytes = run.addrBytes;
+      const writes = run.pieces.map((piece) => {
+        const write = device.write(addrBytes, memory.subarray(piece.ptr, piece.ptr + piece.lengthBytes));
+        addrBytes += piece.lengthBytes;
+        return write;
+      });
+      const failed = (await Promise.allSettled(writes)).find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failed !== undefined) run.error = failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
+    }));
+  };
 }
 
 export interface BlockWritebackRange {
@@ -202,9 +243,9 @@ async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWri
   // From here to the submission nothing awaits: a commit may be waiting on `written`.
   const { retryAt } = mapped;
   const retried = (folio: Folio): boolean => retryAt >= 0 && folio.index >= retryAt;
-  let submitted: { started: Folio[]; settled: Promise<PromiseSettledResult<void>[]> };
+  let submitted: { started: Folio[]; settled: Promise<BlockWriteRun[]> };
   try {
-    submitted = startAndSubmit(inode, folios.filter((folio) => !retried(folio)), eofBlockEnd, options.device);
+    submitted = startAndSubmit(inode, folios.filter((folio) => !retried(folio)), eofBlockEnd, options);
   } catch (error) {
     writtenResolve();
     throw error;
@@ -214,17 +255,17 @@ async function writeBatch(inode: BufferInode, folios: Folio[], options: BlockWri
     if (retried(folio)) folio.put(); // started folios keep their pin until their writeback ends
   }
   const { started, settled } = submitted;
-  const completion = settled.then((results) => {
-    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  const completion = settled.then((runs) => {
+    const failed = runs.find((run) => run.error !== undefined)?.error;
     try {
       if (failed !== undefined) {
-        inode.mapping.writebackError = failed.reason;
-        options.ops.writeFailed?.(inode, failed.reason);
+        inode.mapping.writebackError = failed;
+        options.ops.writeFailed?.(inode, failed);
       }
       endWriteback(started);
     } finally {
       if (failed === undefined) writtenResolve();
-      else writtenReject(failed.reason);
+      else writtenReject(failed);
     }
   });
   return {
@@ -254,13 +295,17 @@ function planBatch(inode: BufferInode, folios: readonly Folio[], eofBlockEnd: nu
   return { mapBlockCount, endBytes };
 }
 
-// startWriteback on each folio, then issue the batch's device writes at once (not awaited).
-function startAndSubmit(inode: BufferInode, folios: readonly Folio[], eofBlockEnd: number, device: BlockDevice): { started: Folio[]; settled: Promise<PromiseSettledResult<void>[]> } {
+// startWriteback on each folio, then hand the batch's device writes to the submitter (not awaited).
+function startAndSubmit(inode: BufferInode, folios: readonly Folio[], eofBlockEnd: number, options: BlockWritepagesOptions): { started: Folio[]; settled: Promise<BlockWriteRun[]> } {
   const table = BufferHeadTable.of(inode.mapping.cache);
   const writes = new DeviceWrites(inode.blockSizeBytes);
   for (const folio of folios) startFolio(inode, folio, table, writes, eofBlockEnd);
-  const memory = inode.mapping.cache.core.bytes();
-  const settled = Promise.allSettled(writes.runs.map((run) => device.write(run.addrBytes, memory.subarray(run.ptr, run.ptr + run.lengthBytes))));
+  const submit = options.submit ?? blockInlineSubmit(options.device);
+  const runs = writes.runs;
+  const settled = runs.length === 0 ? Promise.resolve(runs) : submit(inode, runs).then(() => runs, (error: unknown) => {
+    for (const run of runs) run.error ??= error instanceof Error ? error : new Error(String(error)); // a submitter must not throw; if it does, all failed
+    return runs;
+  });
   return { started: [...folios], settled };
 }
 
@@ -312,7 +357,7 @@ function startFolio(inode: BufferInode, folio: Folio, table: BufferHeadTable, wr
       // Unmapped (a hole: punched while dirty), or left delayed/unwritten by a failed mapping: not written.
       if ((state & BufferState.MAPPED) === 0 || (state & (BufferState.DELAY | BufferState.UNWRITTEN)) !== 0) continue;
       table.states[base + block] = (state & ~BufferState.NEW) | BufferState.REQ;
-      writes.add(table.blocknrs[base + block] * bs, folio.dataPtr + block * bs);
+      writes.add(folioStart + block * bs, table.blocknrs[base + block] * bs, folio.dataPtr + block * bs);
     }
   }
 }
@@ -326,19 +371,22 @@ function forEachDirtyBlock(folio: Folio, bs: number, eofBlockEnd: number, visit:
   }
 }
 
-/** Device writes being built: one run per stretch contiguous on the device and in folio memory. */
+/** Device writes being built: a run per stretch contiguous on the device, a piece per stretch contiguous in memory. */
 class DeviceWrites {
-  readonly runs: { addrBytes: number; ptr: number; lengthBytes: number }[] = [];
+  readonly runs: BlockWriteRun[] = [];
 
   constructor(private readonly bs: number) {}
 
-  add(addrBytes: number, ptr: number): void {
+  add(offsetBytes: number, addrBytes: number, ptr: number): void {
     const last = this.runs.at(-1);
-    if (last !== undefined && last.addrBytes + last.lengthBytes === addrBytes && last.ptr + last.lengthBytes === ptr) {
+    if (last !== undefined && last.addrBytes + last.lengthBytes === addrBytes && last.lengthBytes < RUN_BYTES_MAX) {
       last.lengthBytes += this.bs;
+      const piece = last.pieces[last.pieces.length - 1];
+      if (piece.ptr + piece.lengthBytes === ptr) piece.lengthBytes += this.bs;
+      else last.pieces.push({ ptr, lengthBytes: this.bs });
       return;
     }
-    this.runs.push({ addrBytes, ptr, lengthBytes: this.bs });
+    this.runs.push({ offsetBytes, addrBytes, lengthBytes: this.bs, pieces: [{ ptr, lengthBytes: this.bs }] });
   }
 }
 

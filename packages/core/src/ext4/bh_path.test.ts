@@ -31,6 +31,8 @@ import { checkReservations } from './map_blocks.js';
 import { mkfs } from './mkfs.js';
 import { Ext4Mount } from './mount.js';
 import { createNode } from './namei-write.js';
+import { createWritebackPool, type WritebackPool } from '../writeback/pool.js';
+import { ensureWritebackWorkerBuilt } from '../writeback/testing.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-bhpath-'); });
@@ -301,6 +303,37 @@ describe('ext4 buffer_head path, edge cases', () => {
     expect(Buffer.compare(await readFile(files, ino, 3 * BS), expected)).toBe(0);
     await files.close();
     await mount.close();
+  });
+
+  it('writeback through the worker pool (options.submit): the runs go as MAPPED ioends, the file reads back, e2fsck clean', async () => {
+    ensureWritebackWorkerBuilt();
+    const device = await freshDevice();
+    const mount = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    let pool: WritebackPool | undefined;
+    const files = Ext4Files.open(mount, {
+      buffered: 'buffer_head', cacheBytes: 16 * MiB, writebackThreads: 0,
+      bufferHeadPath: (m, cache) => {
+        pool = createWritebackPool({ core: cache.core, device: m.ext4.device, threads: 1, inlineBytesMax: 0 });
+        return createBufferHeadPath(m, { cache, submit: pool.submit });
+      },
+    });
+    const ino = await newFile(mount, 'f');
+    const data = pattern(8 * MiB + 123, 6);
+    await files.write(ino, 0, data);
+    await files.fsync(ino);
+    expect(pool!.stats()).toMatchObject({ mode: 'pool', failedIoends: 0 });
+    expect(pool!.stats().poolBytes).toBeGreaterThanOrEqual(8 * MiB);
+    await files.close();
+    await pool!.close();
+    await mount.close();
+    const again = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    const reopened = openFiles(again);
+    expect(Buffer.compare(await readFile(reopened, ino, data.length), data)).toBe(0);
+    await reopened.close();
+    await again.close();
+    const img = join(tmp.dir, 'pool.img');
+    await device.saveImage(img);
+    expect((await e2fsck(img)).clean).toBe(true);
   });
 
   it('on a 1 KiB-block image (mkfs.ext4 -b 1024: four buffers per page), a random run matches the model, e2fsck clean, remount reads the same', async () => {

@@ -17,9 +17,9 @@
  *   page_mkwrite     blockPageMkwrite
  *
  * The path owns its cache's writeback hook (the flusher and dirty throttling reach
- * blockWritepages through it). Writeback's device writes are issued inline from folio
- * memory (no worker pool: a batch's writes must be in flight before its handle's
- * transaction may commit, and they are, the moment the batch is mapped).
+ * blockWritepages through it). Writeback's device writes go inline from folio memory, or
+ * through the iomap path's submitter (options.submit: the worker pool) as MAPPED ioends;
+ * either way they are issued the moment a batch is mapped, which data=ordered needs.
  *
  * Cost: one WeakMap lookup per call on top of the buffer/ function.
  */
@@ -36,8 +36,10 @@ import {
   blockTruncatePagecacheRange, blockWrite, blockZeroRange,
 } from '../buffer/block-write.js';
 import {
-  type BlockWritepagesOptions, blockCacheWritebackOps, blockWriteAndWait, blockWritebackErrorCheck,
+  type BlockSubmit, type BlockWritepagesOptions, blockCacheWritebackOps, blockWriteAndWait, blockWritebackErrorCheck,
 } from '../buffer/block-writepages.js';
+import { type Ioend, IomapType } from '../iomap/types.js';
+import type { IoendSubmit } from '../iomap/writeback.js';
 import type { Ext4DataPath } from './data-path.js';
 import { Ext4BufferInode, chooseWriteGetBlock, ext4BlockWritebackOps, ext4GetBlockRead } from './get_block.js';
 import type { Ext4InodeState } from './map_blocks.js';
@@ -48,6 +50,12 @@ export interface BufferHeadPathOptions {
   cache: PageCache;
   /** Default: the mount's device. */
   device?: BlockDevice;
+  /**
+   * Where writeback's device writes go: the iomap path's submitter (Ext4Files' inline /
+   * worker-pool switch) — each run goes as an Ioend of type MAPPED. Default: inline
+   * writes from folio memory on this thread.
+   */
+  submit?: IoendSubmit;
   /** Folios per writeback batch (tests); default WRITEPAGES_BATCH_FOLIOS_MAX. */
   writebackBatchFolios?: number;
 }
@@ -69,7 +77,10 @@ class BufferHeadPath implements Ext4DataPath {
   constructor(private readonly mount: Ext4Mount, options: BufferHeadPathOptions) {
     this.cache = options.cache;
     this.device = options.device ?? mount.ext4.device;
-    this.writeback = { ops: ext4BlockWritebackOps, device: this.device, batchFoliosMax: options.writebackBatchFolios };
+    this.writeback = {
+      ops: ext4BlockWritebackOps, device: this.device, batchFoliosMax: options.writebackBatchFolios,
+      submit: options.submit === undefined ? undefined : viaIoends(options.submit),
+    };
     this.zero = { readGetBlock: ext4GetBlockRead, device: this.device };
     this.cache.setWritebackOps(blockCacheWritebackOps((mapping) => {
       const inode = this.byMapping.get(mapping);
@@ -184,4 +195,15 @@ class BufferHeadPath implements Ext4DataPath {
     }
     this.cache.setWritebackOps(null);
   }
+}
+
+/** Writeback runs through an iomap submitter (the worker pool takes Ioends): each run is one MAPPED Ioend. */
+function viaIoends(submit: IoendSubmit): BlockSubmit {
+  return async (inode, runs) => {
+    const ioends: Ioend[] = runs.map((run) => ({
+      inode, offsetBytes: run.offsetBytes, lengthBytes: run.lengthBytes, addrBytes: run.addrBytes, type: IomapType.MAPPED, pieces: run.pieces,
+    }));
+    await submit(ioends);
+    ioends.forEach((ioend, i) => { if (ioend.error !== undefined) runs[i].error = ioend.error; });
+  };
 }
