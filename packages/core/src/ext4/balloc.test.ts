@@ -224,3 +224,19 @@ describe('inodeAllocator', () => {
     expect(fsck.exitCode).toBe(0);
   });
 });
+
+describe('concurrent allocations', () => {
+  it('two handles allocating at once from the same goal get disjoint runs (the search awaits bitmap reads)', async () => {
+    const img = mkfsExt4('race.img', '256M');
+    const { device, mount } = await openRw(img);
+    try {
+      const goal = mount.ext4.groups[1].blockBitmap + 1000;
+      const runs = await Promise.all([0, 1, 2, 3].map((i) => mount.transact(32, (h) => blockAllocator.allocate(mount, h, { goal: goal + i, count: 64 }))));
+      for (let i = 0; i < runs.length; i++) for (let j = i + 1; j < runs.length; j++) expect(overlaps(runs[i], runs[j]), `${JSON.stringify(runs[i])} vs ${JSON.stringify(runs[j])}`).toBe(false);
+      for (const run of runs) for (let b = run.start; b < run.start + run.count; b++) expect(await isBlockInUse(mount, b)).toBe(true);
+      await mount.close();
+    } finally {
+      await device.close();
+    }
+  });
+});

@@ -52,6 +52,11 @@ interface MountState {
   parked: ParkedRuns[];
   /** Each handle's parked entry (until its transaction commits). */
   byHandle: WeakMap<object, ParkedRuns>;
+  /**
+   * Allocations run one at a time: the search awaits bitmap reads, and two searches
+   * interleaved there would pick the same free run (two files allocating at once).
+   */
+  allocating: Promise<unknown>;
 }
 
 const states = new WeakMap<Ext4Mount, MountState>();
@@ -59,7 +64,7 @@ const states = new WeakMap<Ext4Mount, MountState>();
 function stateOf(mount: Ext4Mount): MountState {
   let state = states.get(mount);
   if (state === undefined) {
-    state = { parked: [], byHandle: new WeakMap() };
+    state = { parked: [], byHandle: new WeakMap(), allocating: Promise.resolve() };
     states.set(mount, state);
   }
   return state;
@@ -247,7 +252,14 @@ function freeBlocksOf(mount: Ext4Mount, useReserved: boolean): number {
   return Math.max(0, free);
 }
 
-async function allocate(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {
+function allocate(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {
+  const state = stateOf(mount);
+  const run = state.allocating.then(() => allocateAlone(mount, h, request));
+  state.allocating = run.catch(() => undefined);
+  return run;
+}
+
+async function allocateAlone(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {
   const { ext4 } = mount;
   const minCount = request.minCount ?? 1;
   assert(Number.isInteger(request.count) && request.count >= 1, `allocate count ${request.count}`);
