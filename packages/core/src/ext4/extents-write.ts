@@ -441,6 +441,8 @@ async function mapOrAllocate(
       cursor += run.count;
       goal = run.start + run.count;
     }
+    // Merges may have left the root with one small child: e2fsck asks for the shorter tree.
+    await edit.shrinkDepth();
   } finally {
     await edit.finish();
   }
@@ -509,6 +511,7 @@ async function convertUnwritten(mount: Ext4Mount, h: JournalHandle, ino: number,
       }
       return out;
     });
+    await edit.shrinkDepth();
   } finally {
     await edit.finish();
   }
