@@ -10,8 +10,10 @@
  *
  * Readahead: a read starting where the previous one ended grows the window (×2, from
  * READAHEAD_WINDOW_PAGES_MIN to READAHEAD_WINDOW_PAGES_MAX) and the folio order (+2 per
- * round, mapping.readaheadOrder), and fills the window past the request (clamped to EOF);
- * a random read resets both to the request's size.
+ * round, mapping.readaheadOrder); when the reader comes within half a window of what was
+ * read ahead (the kernel's async readahead marker), the next window past that point is
+ * filled (clamped to EOF) — so a small sequential read costs its own folios, not a walk
+ * of the whole window. A random read resets the window and order to the request's size.
  *
  *   sequential reads of 64 KiB:  window 16 → 32 → 64 … pages;  order 2 → 4 → 6 …
  *
@@ -35,10 +37,12 @@ export interface ReadaheadState {
   nextPosBytes: number;
   windowPages: number;
   orderPrevious: number;
+  /** End of what readahead has filled (the next window starts here). */
+  aheadEndBytes: number;
 }
 
 export function createReadaheadState(): ReadaheadState {
-  return { nextPosBytes: -1, windowPages: 0, orderPrevious: 0 };
+  return { nextPosBytes: -1, windowPages: 0, orderPrevious: 0, aheadEndBytes: 0 };
 }
 
 export interface IomapReadOptions {
@@ -83,20 +87,24 @@ export async function iomapRead(inode: IomapInode, posBytes: number, target: Uin
     }
     return length;
   };
-  const done = await iomapIter(inode, ops, { posBytes, lengthBytes: plan.fillEnd - posBytes, op: IomapOp.READ }, actor);
+  const done = await iomapIter(inode, ops, { posBytes, lengthBytes: readEnd - posBytes, op: IomapOp.READ }, actor);
+  if (plan.aheadEnd > plan.aheadStart && done === readEnd - posBytes) {
+    await iomapIter(inode, ops, { posBytes: plan.aheadStart, lengthBytes: plan.aheadEnd - plan.aheadStart, op: IomapOp.READ }, actor);
+  }
   // A size change while we read may shorten what is valid; report what was both filled and inside EOF.
   return Math.max(0, Math.min(readEnd, posBytes + done, inode.sizeBytes) - posBytes);
 }
 
 interface ReadPlan {
   order: number;
-  /** Fill folios up to here (≥ the request's end when reading ahead; ≤ EOF rounded to a block). */
-  fillEnd: number;
+  /** Readahead: also fill [aheadStart, aheadEnd) (empty when not reading ahead; ≤ EOF rounded to a block). */
+  aheadStart: number;
+  aheadEnd: number;
 }
 
 function readPlan(inode: IomapInode, posBytes: number, readEnd: number, state: ReadaheadState | undefined): ReadPlan {
   const requestPages = Math.ceil(readEnd / PAGE_BYTES) - Math.floor(posBytes / PAGE_BYTES);
-  if (state === undefined) return { order: orderForPages(requestPages), fillEnd: readEnd };
+  if (state === undefined) return { order: orderForPages(requestPages), aheadStart: readEnd, aheadEnd: readEnd };
   const sequential = state.nextPosBytes === posBytes;
   if (sequential) {
     state.windowPages = Math.min(READAHEAD_WINDOW_PAGES_MAX, Math.max(READAHEAD_WINDOW_PAGES_MIN, state.windowPages * 2, requestPages));
@@ -106,9 +114,15 @@ function readPlan(inode: IomapInode, posBytes: number, readEnd: number, state: R
     state.orderPrevious = Math.min(orderForPages(requestPages), inode.mapping.orderMax);
   }
   state.nextPosBytes = readEnd;
-  const windowEnd = Math.min(PAGE_INDEX_LIMIT * PAGE_BYTES, Math.floor(posBytes / PAGE_BYTES) * PAGE_BYTES + state.windowPages * PAGE_BYTES);
-  const fillEnd = Math.max(readEnd, Math.min(windowEnd, roundUp(inode.sizeBytes, inode.blockSizeBytes)));
-  return { order: state.orderPrevious, fillEnd };
+  const windowBytes = state.windowPages * PAGE_BYTES;
+  const limit = Math.min(PAGE_INDEX_LIMIT * PAGE_BYTES, roundUp(inode.sizeBytes, inode.blockSizeBytes));
+  if (!sequential) state.aheadEndBytes = readEnd;
+  // Within half a window of the readahead end (or past it): read the next window ahead.
+  if (state.aheadEndBytes - readEnd >= windowBytes / 2) return { order: state.orderPrevious, aheadStart: readEnd, aheadEnd: readEnd };
+  const aheadStart = Math.max(readEnd, state.aheadEndBytes);
+  const aheadEnd = Math.max(aheadStart, Math.min(limit, aheadStart + windowBytes));
+  state.aheadEndBytes = Math.max(state.aheadEndBytes, aheadEnd);
+  return { order: state.orderPrevious, aheadStart, aheadEnd };
 }
 
 // Copy the part of folio range [from, to) that lies in the request [requestPos, requestEnd) into target.
