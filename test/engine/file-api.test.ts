@@ -368,3 +368,47 @@ describe('writeback: the worker pool, and errors that reach fsync', () => {
     await fs.unmount().catch(() => undefined);
   });
 });
+
+describe('reads beside truncate and punch (the invalidate lock)', () => {
+  it.each<['iomap' | 'buffer_head']>([['iomap'], ['buffer_head']])('%s: reads racing a punch and a truncate never bring freed blocks back into the cache', async (buffered) => {
+    const { fs, device } = await freshFs({ buffered });
+    const data = pattern(2 * MiB, 16);
+    await fs.writeFile('/r', data);
+    await fs.unmount();
+    // Every device call takes a timer turn, so the reader runs between the punch's steps.
+    const slow = new Proxy(device, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        const method = (value as (...args: unknown[]) => unknown).bind(target);
+        if (prop !== 'read' && prop !== 'write' && prop !== 'flush') return method;
+        return async (...args: unknown[]) => { await new Promise((resolve) => setTimeout(resolve, 1)); return method(...args); };
+      },
+    });
+    const again = await Ext4.mount(slow, { readOnly: false, commitIntervalMs: 0, cacheBytes: 8 * MiB, buffered, writebackThreads: 0 });
+    const fh = await again.open('/r', 'r+');
+    const reader = async (done: () => boolean): Promise<number> => {
+      let reads = 0;
+      const buf = Buffer.alloc(64 * 1024);
+      while (!done()) {
+        await fh.read(buf, 0, buf.length, (reads * 3 * 4096) % (2 * MiB - buf.length));
+        reads++;
+      }
+      return reads;
+    };
+    let finished = false;
+    const punch = fh.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 256 * 1024, MiB).finally(() => { finished = true; });
+    const [, reads] = await Promise.all([punch, reader(() => finished)]);
+    expect(reads).toBeGreaterThan(0);
+    finished = false;
+    const truncate = fh.truncate(1536 * 1024).finally(() => { finished = true; });
+    await Promise.all([truncate, reader(() => finished)]);
+    await fh.truncate(2 * MiB);
+    const expected = Buffer.from(data);
+    expected.fill(0, 256 * 1024, 256 * 1024 + MiB);
+    expected.fill(0, 1536 * 1024);
+    expect((await again.readFile('/r')).equals(expected)).toBe(true);
+    await fh.close();
+    await checkImage(again, device);
+  });
+});

@@ -14,9 +14,11 @@
  * of Linux's split between ext4's fallocate/truncate code and the address_space ops.
  *
  * Sizes: `state.sizeBytes` is i_size as the cache sees it (raised by write in memory);
- * `state.diskSizeBytes` is i_disksize (what the on-disk inode says), raised only when data
- * below it is on the device. Every method runs with the file's data lock held by the
- * caller (ext4/file.ts serialises operations on one inode), except read.
+ * `state.diskSizeBytes` is i_disksize (what the on-disk inode says). The iomap path
+ * raises it at writeback completion, in the handle that converts the unwritten extents;
+ * the buffer_head path raises it in the handle that allocates the blocks, and data=ordered
+ * keeps that handle's commit behind the data write. Changes are serialised by the caller
+ * (ext4/file.ts under the filesystem's write lock); reads run beside them.
  *
  * Ranges are half-open byte ranges; offsets are non-negative safe integers checked by the
  * caller (EINVAL/EFBIG are raised before a path is called).

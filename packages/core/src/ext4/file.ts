@@ -22,7 +22,10 @@
  * its seq bump invalidates every mapping writeback holds, and writeback re-maps under the
  * same lock, so no data write can land on a block being freed.
  *
- * Callers (vfs/filesystem.ts) serialise changes to a mount; reads run beside them.
+ * Callers (vfs/filesystem.ts) serialise changes to a mount; reads run beside them, under
+ * the file's invalidate lock (Linux's invalidate_lock) taken shared: truncate, punch and
+ * zero range take it exclusive from the cache drop to the end of the block removal, so a
+ * read can never bring a block being freed back into the cache.
  *
  * Cost: a write = the path's write + (at most every TIME_UPDATE_MS) one inode handle for
  * mtime/ctime; fsync = writeback of the file + one journal commit (+ device flush).
@@ -42,7 +45,7 @@ import { extentWriter } from './extents-write.js';
 import { isRegular, usesExtents } from './inode.js';
 import { createIomapPath } from './iomap_path.js';
 import {
-  MapFlags, MapStatus, writeCredits, forgetInodeState, inodeState, mapBlocks, truncateInodeState, type Ext4InodeState,
+  InodeDataLock, MapFlags, MapStatus, writeCredits, forgetInodeState, inodeState, mapBlocks, truncateInodeState, type Ext4InodeState,
 } from './map_blocks.js';
 import { delallocRelease } from './delalloc.js';
 import type { Ext4Mount } from './mount.js';
@@ -98,7 +101,7 @@ export interface Ext4FilesOptions {
    */
   writebackThreads?: number;
   /** Build the buffer_head path (bh_path.ts) — injected so this module does not depend on it. */
-  bufferHeadPath?: (mount: Ext4Mount, cache: PageCache) => Ext4DataPath;
+  bufferHeadPath?: (mount: Ext4Mount, cache: PageCache, submit: IoendSubmit) => Ext4DataPath;
 }
 
 function checkRange(syscall: string, offsetBytes: number, lengthBytes: number, maxBytes: number): void {
@@ -117,6 +120,7 @@ function roundDown(value: number, unit: number): number {
 
 export class Ext4Files {
   private readonly stampedAtMs = new WeakMap<Ext4InodeState, number>();
+  private readonly invalidateLocks = new WeakMap<Ext4InodeState, InodeDataLock>();
   private closed = false;
   /** Set by open() (the path is built after the object, since the pool's submit closes over it). */
   path!: Ext4DataPath;
@@ -170,7 +174,7 @@ export class Ext4Files {
     const files = new Ext4Files(mount, core, cache, threads);
     if (buffered === 'buffer_head') {
       if (options.bufferHeadPath === undefined) throw new FsError('ENOTSUP', { syscall: 'mount', detail: 'the buffer_head path is not available' });
-      files.path = options.bufferHeadPath(mount, cache);
+      files.path = options.bufferHeadPath(mount, cache, files.submitter());
     } else {
       files.path = createIomapPath({ cache, device, largeFolios: options.largeFolios !== false, submit: files.submitter() });
     }
@@ -206,7 +210,14 @@ export class Ext4Files {
   async read(ino: number, posBytes: number, target: Uint8Array, readahead?: unknown): Promise<number> {
     checkRange('read', posBytes, 0, Number.MAX_SAFE_INTEGER);
     const state = await this.tracked(ino);
-    return this.path.read(state, posBytes, target, readahead);
+    return this.invalidateLock(state).read(() => this.path.read(state, posBytes, target, readahead));
+  }
+
+  /** The file's invalidate lock (see the header). */
+  private invalidateLock(state: Ext4InodeState): InodeDataLock {
+    let lock = this.invalidateLocks.get(state);
+    if (lock === undefined) this.invalidateLocks.set(state, lock = new InodeDataLock());
+    return lock;
   }
 
   async write(ino: number, posBytes: number, source: Uint8Array): Promise<number> {
@@ -287,6 +298,11 @@ export class Ext4Files {
     // Shrink: the new EOF block's tail zeroed and durable, then the cache past it dropped,
     // the ES tree and its reservations forgotten, and the blocks freed via the orphan list.
     await this.path.truncatePage(state, sizeBytes);
+    await this.invalidateLock(state).write(() => this.shrink(state, ino, sizeBytes));
+    this.stampedAtMs.set(state, Date.now());
+  }
+
+  private async shrink(state: Ext4InodeState, ino: number, sizeBytes: number): Promise<void> {
     state.sizeBytes = sizeBytes;
     await this.path.dropCacheRange(state, sizeBytes, Infinity);
     const endLblk = Math.ceil(sizeBytes / this.blockBytes);
@@ -306,7 +322,6 @@ export class Ext4Files {
       state.diskSizeBytes = sizeBytes;
       await removeBlocksFrom(mount, ino, endLblk, (h) => orphanRemove(mount, h, ino, 0), 'ftruncate');
     });
-    this.stampedAtMs.set(state, Date.now());
   }
 
   // ─── fallocate ────────────────────────────────────────────────────────────────────────
@@ -357,8 +372,10 @@ export class Ext4Files {
     const endBytes = Math.min(offsetBytes + lengthBytes, sizeBytes + PAGE_BYTES - (sizeBytes % PAGE_BYTES));
     await this.path.writeAndWait(state, offsetBytes, endBytes, 'fallocate');
     if (endBytes >= sizeBytes) await this.diskSizeToSize(state, 'fallocate');
-    const [firstLblk, endLblk] = await this.zeroEdges(state, offsetBytes, endBytes);
-    if (firstLblk < endLblk) await this.removeBlocks(state, firstLblk, endLblk, 'fallocate');
+    await this.invalidateLock(state).write(async () => {
+      const [firstLblk, endLblk] = await this.zeroEdges(state, offsetBytes, endBytes);
+      if (firstLblk < endLblk) await this.removeBlocks(state, firstLblk, endLblk, 'fallocate');
+    });
     await this.stampTimes(state, true);
   }
 
@@ -369,12 +386,14 @@ export class Ext4Files {
     const endBytes = offsetBytes + lengthBytes;
     await this.path.writeAndWait(state, offsetBytes, endBytes, 'fallocate');
     if (endBytes >= state.sizeBytes) await this.diskSizeToSize(state, 'fallocate');
-    const [firstLblk, endLblk] = await this.zeroEdges(state, offsetBytes, endBytes);
-    if (firstLblk < endLblk) {
-      // Whole blocks: out of the tree, then back as unwritten extents (read as zeros, stay allocated).
-      await this.removeBlocks(state, firstLblk, endLblk, 'fallocate');
-      await this.preallocate(state, firstLblk, endLblk);
-    }
+    await this.invalidateLock(state).write(async () => {
+      const [firstLblk, endLblk] = await this.zeroEdges(state, offsetBytes, endBytes);
+      if (firstLblk < endLblk) {
+        // Whole blocks: out of the tree, then back as unwritten extents (read as zeros, stay allocated).
+        await this.removeBlocks(state, firstLblk, endLblk, 'fallocate');
+        await this.preallocate(state, firstLblk, endLblk);
+      }
+    });
     if (!keepSize && endBytes > state.sizeBytes) {
       await this.zeroOldEofTail(state, endBytes);
       await this.setSizes(state, endBytes, Math.max(state.diskSizeBytes, endBytes), 'fallocate');
@@ -512,7 +531,7 @@ export class Ext4Files {
     const out = new Uint8Array(lengthBytes);
     const inside = Math.max(0, Math.min(endBytes, sizeBytes) - posBytes);
     if (inside > 0) {
-      const done = await this.path.read(state, posBytes, out.subarray(0, inside));
+      const done = await this.invalidateLock(state).read(() => this.path.read(state, posBytes, out.subarray(0, inside)));
       assert(done === inside, 'a mapped read inside EOF reads every byte');
     }
     if (inside < lengthBytes) {

@@ -124,7 +124,7 @@ export class Ext4 {
     try {
       files = Ext4Files.open(mount, {
         buffered: options.buffered, largeFolios: options.largeFolios, cacheBytes: options.cacheBytes, writebackThreads: options.writebackThreads,
-        bufferHeadPath: (m, cache) => createBufferHeadPath(m, { cache }),
+        bufferHeadPath: (m, cache, submit) => createBufferHeadPath(m, { cache, submit }),
       });
     } catch (error) {
       await mount.close();
