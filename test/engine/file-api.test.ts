@@ -189,6 +189,27 @@ describe('sizes: i_size in memory, i_disksize on disk', () => {
   });
 });
 
+describe('growing past an unaligned EOF', () => {
+  it.each<['iomap' | 'buffer_head']>([['iomap'], ['buffer_head']])('%s: truncate up puts the zeroed old EOF tail on the device before the new size commits', async (buffered) => {
+    const { fs, device } = await freshFs({ buffered });
+    const fh = await fs.open('/t', 'w+');
+    await fh.write(pattern(100, 17), 0, 100, 0);
+    await fh.sync();
+    const [extent] = await fh.fiemap();
+    // Junk past EOF on the disk (as another implementation, or a torn write, may leave).
+    const junk = Buffer.alloc(BS, 0xee);
+    pattern(100, 17).copy(junk);
+    await device.write(extent.physicalBytes, junk);
+    await fh.truncate(3 * BS);
+    const onDisk = Buffer.alloc(BS);
+    await device.read(extent.physicalBytes, onDisk);
+    expect(onDisk.subarray(0, 100).equals(pattern(100, 17))).toBe(true);
+    expect(onDisk.subarray(100).every((b) => b === 0)).toBe(true);
+    await fh.close();
+    await checkImage(fs, device);
+  });
+});
+
 describe('SEEK_DATA / SEEK_HOLE and fiemap', () => {
   it('find written, delayed and unwritten-with-dirty-cache data, holes between, and agree with debugfs after sync', async () => {
     const { fs, device } = await freshFs();

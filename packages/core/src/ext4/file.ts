@@ -276,12 +276,18 @@ export class Ext4Files {
     await this.setSizes(state, state.sizeBytes, state.sizeBytes, syscall);
   }
 
-  /** The bytes of the old EOF block past oldSize read as zeros once the size grows. */
+  /**
+   * The bytes of the old EOF block past oldSize read as zeros once the size grows: zeroed
+   * in the cache and written back before the caller commits the larger size, so a crash
+   * can never show whatever the disk held past the old EOF (the fake-fs twin's extendTo).
+   */
   private async zeroOldEofTail(state: Ext4InodeState, newSizeBytes: number): Promise<void> {
     const oldSize = state.sizeBytes;
-    if (oldSize % this.blockBytes === 0 || newSizeBytes <= oldSize) return;
-    const tailEnd = Math.min(newSizeBytes, roundUp(oldSize, this.blockBytes));
+    const bs = this.blockBytes;
+    if (oldSize % bs === 0 || newSizeBytes <= oldSize) return;
+    const tailEnd = Math.min(newSizeBytes, roundUp(oldSize, bs));
     await this.path.zeroPartialBlock(state, oldSize, tailEnd - oldSize);
+    await this.path.writeAndWait(state, roundDown(oldSize, bs), roundUp(oldSize, bs), 'ftruncate');
   }
 
   // ─── Truncate ─────────────────────────────────────────────────────────────────────────
