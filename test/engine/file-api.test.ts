@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ext4, FileDevice, FsError, MemoryDevice, constants, mkfs, type Ext4Filesystem, type FileHandle } from '@ext4ts/core';
 import { checkReservations, inodeState } from '../../packages/core/src/ext4/map_blocks.js';
-import { delallocAccount } from '../../packages/core/src/ext4/delalloc.js';
+import { delallocAccount, delallocAvailable } from '../../packages/core/src/ext4/delalloc.js';
 import { debugfsStat, e2fsck } from '../helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { seededRandom } from '../../packages/core/src/random.js';
@@ -431,5 +431,33 @@ describe('reads beside truncate and punch (the invalidate lock)', () => {
     expect((await again.readFile('/r')).equals(expected)).toBe(true);
     await fh.close();
     await checkImage(again, device);
+  });
+});
+
+describe('delayed allocation keeps its space', () => {
+  it('directories growing while writes hold reservations take ENOSPC themselves; the reserved data is written at fsync, e2fsck clean', async () => {
+    const device = MemoryDevice.create({ sizeBytes: 16 * MiB });
+    await mkfs(device, {});
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 0 });
+    // Reserve all but a few blocks of what delalloc may take.
+    const fh = await fs.open('/big', 'w+');
+    const spare = 24;
+    const blocks = delallocAvailable(fs.mount) - spare;
+    const data = pattern(blocks * BS, 18);
+    await fh.write(data, 0, data.length, 0);
+    expect(delallocAccount(fs.mount).reservedBlocks).toBe(blocks);
+    // Directories (one block each) until the allocator refuses: they must not eat the reservation.
+    let made = 0;
+    let refused: unknown;
+    for (; made < 10_000; made++) {
+      try { await fs.mkdir(`/d${made}`); } catch (error) { refused = error; break; }
+    }
+    expect(FsError.is(refused, 'ENOSPC'), String(refused)).toBe(true);
+    await fh.sync();
+    expect(delallocAccount(fs.mount).reservedBlocks).toBe(0);
+    expect((await fs.readFile('/big')).equals(data)).toBe(true);
+    await fh.close();
+    console.log(`delalloc reservation: ${blocks} blocks held, ${made} directories made before ENOSPC`);
+    await checkImage(fs, device);
   });
 });

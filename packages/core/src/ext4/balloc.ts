@@ -57,6 +57,8 @@ interface MountState {
    * interleaved there would pick the same free run (two files allocating at once).
    */
   allocating: Promise<unknown>;
+  /** Blocks delalloc holds reserved (ext4/delalloc.ts registers it): other allocations leave them. */
+  delallocReserved: () => number;
 }
 
 const states = new WeakMap<Ext4Mount, MountState>();
@@ -64,7 +66,7 @@ const states = new WeakMap<Ext4Mount, MountState>();
 function stateOf(mount: Ext4Mount): MountState {
   let state = states.get(mount);
   if (state === undefined) {
-    state = { parked: [], byHandle: new WeakMap(), allocating: Promise.resolve() };
+    state = { parked: [], byHandle: new WeakMap(), allocating: Promise.resolve(), delallocReserved: () => 0 };
     states.set(mount, state);
   }
   return state;
@@ -237,6 +239,11 @@ async function findRun(mount: Ext4Mount, state: MountState, goal: number, count:
 // ---------------------------------------------------------------------------------
 // The allocator
 
+/** Tell the allocator how many blocks delayed allocation holds on this mount (delalloc.ts). */
+export function setDelallocReservedSource(mount: Ext4Mount, reserved: () => number): void {
+  stateOf(mount).delallocReserved = reserved;
+}
+
 function parkedTotal(state: MountState): number {
   let n = 0;
   for (const p of state.parked) for (const r of p.runs) n += r.count;
@@ -265,9 +272,10 @@ async function allocateAlone(mount: Ext4Mount, h: JournalHandle, request: BlockA
   assert(Number.isInteger(request.count) && request.count >= 1, `allocate count ${request.count}`);
   assert(minCount >= 1 && minCount <= request.count, `allocate minCount ${minCount} outside [1, ${request.count}]`);
   const state = stateOf(mount);
-  const available = freeBlocksOf(mount, request.useReserved === true);
+  const held = request.fromDelallocReservation === true ? 0 : state.delallocReserved();
+  const available = Math.max(0, freeBlocksOf(mount, request.useReserved === true) - held);
   const enospc = (): FsError => new FsError('ENOSPC', {
-    syscall: 'write', detail: `${available} blocks available, ${minCount} needed`,
+    syscall: 'write', detail: `${available} blocks available (${held} held for delayed allocation), ${minCount} needed`,
   });
   if (available < minCount) throw enospc();
   const want = Math.min(request.count, available);

@@ -28,7 +28,7 @@
  */
 import { assert } from '../assert.js';
 import { FsError } from '../vfs/errors.js';
-import { blockAllocator } from './balloc.js';
+import { blockAllocator, setDelallocReservedSource } from './balloc.js';
 import type { Ext4Mount } from './mount.js';
 import type { Ext4InodeState } from './map_blocks.js';
 
@@ -53,8 +53,10 @@ const accounts = new WeakMap<Ext4Mount, DelallocAccount>();
 export function delallocAccount(mount: Ext4Mount): DelallocAccount {
   let account = accounts.get(mount);
   if (account === undefined) {
-    account = { reservedBlocks: 0 };
+    const created: DelallocAccount = { reservedBlocks: 0 };
+    account = created;
     accounts.set(mount, account);
+    setDelallocReservedSource(mount, () => created.reservedBlocks);
   }
   return account;
 }

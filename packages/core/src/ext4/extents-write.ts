@@ -51,7 +51,7 @@ import { blockAllocator } from './balloc.js';
 import { LBLK_LIMIT } from './extents.js';
 import type { Ext4Mount } from './mount.js';
 import { inodeLocation } from './super.js';
-import type { ExtentWriter, MappedRun } from './write-api.js';
+import type { ExtentWriter, MapOrAllocateOptions, MappedRun } from './write-api.js';
 
 /** One node on a root → leaf path. pblk 0 = the root in i_block. */
 interface PathNode {
@@ -179,8 +179,8 @@ class TreeEdit {
     this.blocksDelta -= 1;
   }
 
-  async allocData(goal: number, count: number): Promise<{ start: number; count: number }> {
-    const run = await blockAllocator.allocate(this.mount, this.h, { goal, count, minCount: 1 });
+  async allocData(goal: number, count: number, fromDelallocReservation = false): Promise<{ start: number; count: number }> {
+    const run = await blockAllocator.allocate(this.mount, this.h, { goal, count, minCount: 1, fromDelallocReservation });
     this.blocksDelta += run.count;
     return run;
   }
@@ -410,7 +410,7 @@ function checkRange(lblk: number, count: number): void {
 }
 
 async function mapOrAllocate(
-  mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: { unwritten: boolean; goal?: number },
+  mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: MapOrAllocateOptions,
 ): Promise<MappedRun[]> {
   checkRange(lblk, count);
   const edit = await TreeEdit.open(mount, h, ino);
@@ -435,7 +435,7 @@ async function mapOrAllocate(
         continue;
       }
       const want = Math.min(found.holeEnd, end) - cursor;
-      const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)));
+      const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)), options.fromDelallocReservation === true);
       await insertExtent(edit, { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten });
       push({ lblk: cursor, count: run.count, pblk: run.start, unwritten: options.unwritten, fresh: true });
       cursor += run.count;

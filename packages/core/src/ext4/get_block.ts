@@ -240,7 +240,7 @@ async function allocateDelayed(state: Ext4InodeState, session: Session, lblk: nu
   const { mount } = state;
   let runs;
   try {
-    runs = await extentWriter.mapOrAllocate(mount, session.h, state.ino, lblk, 1, { unwritten: false });
+    runs = await extentWriter.mapOrAllocate(mount, session.h, state.ino, lblk, 1, { unwritten: false, fromDelallocReservation: true });
   } catch (error) {
     if (!FsError.is(error, 'ENOSPC')) throw error;
     if (enospcRetries.get(state) !== 'retried' && mount.journal !== undefined) {

@@ -331,7 +331,7 @@ async function allocateLocked(state: Ext4InodeState, lblk: number, count: number
   const { mount } = state;
   let runs;
   try {
-    runs = await mount.transact(writeCredits(mount, count), (h) => extentWriter.mapOrAllocate(mount, h, state.ino, lblk, count, { unwritten }));
+    runs = await mount.transact(writeCredits(mount, count), (h) => extentWriter.mapOrAllocate(mount, h, state.ino, lblk, count, { unwritten, fromDelallocReservation: reserved }));
   } catch (error) {
     // Part of the range may be allocated on disk now: drop cached HOLE records there, so
     // the next lookup reads the disk again. A delayed range keeps its records (the next

@@ -27,6 +27,20 @@ export interface BlockAllocRequest {
   minCount?: number;
   /** May dip into the reserved blocks (s_r_blocks_count): root-owned files, fs metadata. */
   useReserved?: boolean;
+  /**
+   * The blocks were reserved by delayed allocation (writeback allocating delayed blocks):
+   * they may come out of the delalloc reservation. Every other allocation leaves the
+   * reserved blocks free (ext4_claim_free_clusters), or writeback could find no space for
+   * data a write already accepted.
+   */
+  fromDelallocReservation?: boolean;
+}
+
+export interface MapOrAllocateOptions {
+  unwritten: boolean;
+  goal?: number;
+  /** The holes being filled are delayed blocks whose space delalloc reserved (BlockAllocRequest). */
+  fromDelallocReservation?: boolean;
 }
 
 /** ext4/balloc. */
@@ -74,7 +88,7 @@ export interface ExtentWriter {
    * `unwritten`), inserting with merging, splitting leaves and growing depth as needed;
    * i_blocks is kept exact. Returns the mapping of the whole range in logical order.
    */
-  mapOrAllocate(mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: { unwritten: boolean; goal?: number }): Promise<MappedRun[]>;
+  mapOrAllocate(mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: MapOrAllocateOptions): Promise<MappedRun[]>;
   /** Remove [lblk, lblk + count) from the tree (punch/truncate), freeing data and emptied tree blocks. */
   removeRange(mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number): Promise<void>;
   /** Mark [lblk, lblk + count) written where it is unwritten (splitting extents as needed). */
