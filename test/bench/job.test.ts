@@ -246,6 +246,8 @@ describe('parseBenchArgs', () => {
     expect(plan.suites.map((s) => s.id)).toEqual(['seed', 'scaling', 'small']);
     expect(plan.suites[0].jobs[0].sizeBytes).toBe(32 << 20);
     expect(plan.suites[0].targets.map((t) => t.id)).toEqual(['ext4ts:buffer_head', 'ext4ts:iomap', 'ext4ts:iomap+lf', 'kernel', 'ext2fs', 'node-fs', 'copy']);
+    expect(plan.suites[1].targets.map((t) => t.id)).toEqual(['ext4ts:iomap+lf', 'kernel', 'node-fs']);
+    expect(plan.suites[2].targets.map((t) => t.id)).toEqual(['ext4ts:buffer_head', 'ext4ts:iomap+lf', 'kernel', 'ext2fs', 'node-fs', 'copy']);
     expect(plan.repeat).toBe(3);
     expect(planSuites(parseBenchArgs(['--full', '--peers', 'none'])).repeat).toBe(5);
   });
