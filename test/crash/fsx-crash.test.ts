@@ -38,6 +38,9 @@
 // steps, see fsx-crash.ts) and checks that one state; a matching fingerprint shows it is the same
 // state. <ops> may be cut to the last op before the crash point (the failure says which):
 // the log up to that point does not depend on later ops, so that is the smallest prefix.
+// A reproducer holds for the engine code that printed it: each seed line shows the whole
+// log's fingerprint, and a replay on changed code may record another log (another
+// fingerprint; a flush spec may then not even fall on a flush).
 import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -186,7 +189,7 @@ function logFingerprint(events: readonly RecordedEvent[], point: number): string
   return hash.digest('hex').slice(0, 16);
 }
 
-interface SeedRun { config: FsxCrashConfig; seed: number; report: CampaignReport; run: FsxCrashRun; recordMs: number }
+interface SeedRun { config: FsxCrashConfig; seed: number; report: CampaignReport; run: FsxCrashRun; recordMs: number; fingerprint: string }
 
 function reproducer(config: FsxCrashConfig, seed: number, ops: number, specLine: string): string {
   return `EXT4TS_FSX_CRASH_OPS=${ops} EXT4TS_FSX_CRASH_REPLAY='${config.name} ${seed} ${specLine}' npx vitest run test/crash/fsx-crash.test.ts`;
@@ -273,7 +276,7 @@ async function runSeed(config: FsxCrashConfig, seed: number, options: SeedOption
       if (pool !== null && index % E2FSCK_REPLAY_EVERY === 0 && !primarySuperblockTorn(device)) {
         const pre = slots.take();
         slots.save(device, pre);
-        const context = { acknowledged, image, events };
+        const context = { acknowledged, image: { spec: image.spec, appliedWrites: image.appliedWrites }, events };
         await pool.add(label, async () => {
           try {
             const problems = problemsOf('after e2fsck -fy replay', await e2fsckRecovery(pre));
@@ -290,8 +293,15 @@ async function runSeed(config: FsxCrashConfig, seed: number, options: SeedOption
       if (pool !== null) {
         const post = slots.take();
         slots.save(device, post);
+        const context = { acknowledged, image: { spec: image.spec, appliedWrites: image.appliedWrites }, events };
         await pool.add(label, async () => {
-          try { await e2fsckClean(post, 'after ext4ts recovery'); } finally { slots.give(post); }
+          try {
+            await e2fsckClean(post, 'after ext4ts recovery');
+          } catch (error) {
+            throw new Error(failureText(config, seed, index, specLine, context.image, context.acknowledged, context.events, run!, [(error as Error).message]));
+          } finally {
+            slots.give(post);
+          }
         });
       }
       // (c) the file and its neighbour, read back.
@@ -313,11 +323,11 @@ async function runSeed(config: FsxCrashConfig, seed: number, options: SeedOption
     },
   });
   if (run === undefined) throw new Error('workload did not run');
-  return { config, seed, report, run, recordMs };
+  return { config, seed, report, run, recordMs, fingerprint: logFingerprint(events, events.length) };
 }
 
 function failureText(
-  config: FsxCrashConfig, seed: number, stateNumber: number, specLine: string, image: CrashImage,
+  config: FsxCrashConfig, seed: number, stateNumber: number, specLine: string, image: Pick<CrashImage, 'spec' | 'appliedWrites'>,
   acknowledged: readonly RecordedMark[], events: readonly RecordedEvent[], run: FsxCrashRun, problems: readonly string[],
 ): string {
   const { ack, later } = candidatesOf(acknowledged);
@@ -415,7 +425,7 @@ describe('fsx crash images', () => {
         console.log(
           `${config.name} seed ${seed}: ${run.ops.length} fsx ops (${run.fsyncs} fsyncs, ${run.clockSteps} clock steps, ${run.journalCommits} commits, ${run.delayedWrites} writes held in flight, ` +
           `${run.versions.length} versions, ${run.evictedFolios} folios evicted, ${run.flusherPasses} flusher passes) recorded in ${seedRun.recordMs.toFixed(0)} ms; ` +
-          `${report.writeCount} writes, ${report.flushCount} flushes; ${report.statesChecked} states (${report.flushStates} flush + ${report.randomStates} random) ` +
+          `${report.writeCount} writes, ${report.flushCount} flushes (log ${seedRun.fingerprint}); ${report.statesChecked} states (${report.flushStates} flush + ${report.randomStates} random) ` +
           `in ${report.checkMs.toFixed(0)} ms, ${report.failures.length} failures`,
         );
       }
