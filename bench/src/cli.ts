@@ -224,47 +224,60 @@ function ext4tsTargets(configs: readonly Ext4tsConfig[], args: BenchArgs): Targe
   return configs.map((config) => new Ext4tsTarget({ config, device: args.device, cacheBytes: args.cacheBytes, writebackThreads: args.writebackThreads }));
 }
 
+export interface RunPlan { suites: SuiteSpec[]; repeat: number; notes: string[] }
+
 /** The suites of a run: the user's jobs, or the default sections. */
-export function planSuites(args: BenchArgs): { suites: SuiteSpec[]; repeat: number; notes: string[] } {
+export function planSuites(args: BenchArgs): RunPlan {
   if (args.device.kind === 'file' && existsSync(args.device.path) && statSync(args.device.path).size > 0) {
     throw new JobError(`--device ${args.device.path} exists: the bench makes new filesystems on its device and removes it after; give a new path`);
   }
-  const configs = chosenConfigs(args);
-  const userJobs: JobSpec[] = [...args.jobFiles.flatMap((path) => readJobFile(path))];
+  const userJobs: JobSpec[] = args.jobFiles.flatMap((path) => readJobFile(path));
   const definesJob = args.fioOptions.some(([key]) => key === 'name' || key === 'rw' || key === 'readwrite');
   if (definesJob) userJobs.push(...jobsFromOptions(args.fioOptions));
+  return userJobs.length > 0 ? planUserJobs(userJobs, args) : planDefaultRun(args);
+}
+
+function planUserJobs(jobs: JobSpec[], args: BenchArgs): RunPlan {
+  const targets = [...ext4tsTargets(chosenConfigs(args), args), ...peerTargets(args.peers ?? [], args)];
   const notes: string[] = [];
-  if (userJobs.length > 0) {
-    const targets = [...ext4tsTargets(configs, args), ...peerTargets(args.peers ?? [], args)];
-    if (userJobs.some((job) => job.direct)) notes.push('direct=1: ext4ts has no O_DIRECT path, so its I/O stayed buffered (the kernel peer ran O_DIRECT)');
-    if (userJobs.some((job) => job.numjobs > 1)) notes.push('numjobs on ext4ts: concurrent async callers on one engine in this thread (no client channel for other threads yet)');
-    return { suites: [{ id: 'jobs', title: 'Your jobs', jobs: userJobs, targets }], repeat: args.repeat ?? 1, notes };
-  }
-  const sizeOption = args.fioOptions.find(([key]) => key === 'size');
+  if (jobs.some((job) => job.direct)) notes.push('direct=1: ext4ts has no O_DIRECT path, so its I/O stayed buffered (the kernel peer ran O_DIRECT)');
+  if (jobs.some((job) => job.numjobs > 1)) notes.push('numjobs on ext4ts: concurrent async callers on one engine in this thread (no client channel for other threads yet)');
+  return { suites: [{ id: 'jobs', title: 'Your jobs', jobs, targets }], repeat: args.repeat ?? 1, notes };
+}
+
+/** Whole MiB, at least one, as a size option's text. */
+function mibText(bytes: number): string {
+  return String(Math.max(MIB, Math.floor(bytes / MIB) * MIB));
+}
+
+function planDefaultRun(args: BenchArgs): RunPlan {
   const stray = args.fioOptions.filter(([key]) => key !== 'size');
   if (stray.length > 0) throw new JobError(`--${stray[0][0]} needs a job: give --rw= (or --name=) to define one; the default run takes only --size`);
+  const sizeOption = args.fioOptions.find(([key]) => key === 'size');
   const sizeBytes = sizeOption !== undefined ? parseFioSize(sizeOption[1], '--size') : args.full ? FULL_SIZE_BYTES : QUICK_SIZE_BYTES;
-  const sizeText = String(Math.max(MIB, Math.floor(sizeBytes / MIB) * MIB));
+  const configs = chosenConfigs(args);
   const peers = args.peers ?? [...PEER_IDS];
   const suites: SuiteSpec[] = [];
-  const lf = configs.filter((c) => c.buffered === 'buffer_head' || c.largeFolios);
   if (args.sections.includes('seed')) {
-    suites.push({ id: 'seed', title: 'The seed\'s jobs', jobs: parseJobFile(seedJobFile(sizeText)), targets: [...ext4tsTargets(configs, args), ...peerTargets(peers, args)] });
+    suites.push({ id: 'seed', title: 'The seed\'s jobs', jobs: parseJobFile(seedJobFile(mibText(sizeBytes))), targets: [...ext4tsTargets(configs, args), ...peerTargets(peers, args)] });
   }
   if (args.sections.includes('scaling')) {
-    const scalingPeers = peers.filter((id) => id === 'kernel' || id === 'node-fs');
     // One ext4ts column (iomap + LF unless another path was chosen): the scaling question is
     // about the engine's callers, and the legacy path's slow writes would double the run.
     const scalingConfigs = configs.length > 1 ? configs.filter((c) => c.buffered === 'iomap' && c.largeFolios) : configs;
-    const scalingText = String(Math.max(MIB, Math.floor(sizeBytes / 2 / MIB) * MIB));
-    suites.push({ id: 'scaling', title: 'numjobs scaling', jobs: parseJobFile(scalingJobFile(scalingText)), targets: [...ext4tsTargets(scalingConfigs, args), ...peerTargets(scalingPeers, args)] });
+    const scalingPeers = peers.filter((id) => id === 'kernel' || id === 'node-fs');
+    suites.push({ id: 'scaling', title: 'numjobs scaling', jobs: parseJobFile(scalingJobFile(mibText(sizeBytes / 2))), targets: [...ext4tsTargets(scalingConfigs, args), ...peerTargets(scalingPeers, args)] });
   }
   if (args.sections.includes('small')) {
-    const smallBytes = Math.max(4 * MIB, Math.floor(sizeBytes / 4 / MIB) * MIB);
-    suites.push({ id: 'small', title: `Small blocks: 4 KiB random, ${formatBytes(smallBytes)} file`, jobs: parseJobFile(smallBlockJobFile(String(smallBytes))), targets: [...ext4tsTargets(lf, args), ...peerTargets(peers, args)] });
+    // Both paths (buffer_head and iomap + LF) beside the peers.
+    const smallConfigs = configs.filter((c) => c.buffered === 'buffer_head' || c.largeFolios);
+    const smallText = mibText(Math.max(4 * MIB, sizeBytes / 4));
+    suites.push({ id: 'small', title: `Small blocks: 4 KiB random, ${formatBytes(Number(smallText))} file`, jobs: parseJobFile(smallBlockJobFile(smallText)), targets: [...ext4tsTargets(smallConfigs, args), ...peerTargets(peers, args)] });
   }
-  notes.push('every repetition runs on a freshly made file system; jobs run in order (stonewall), fsyncs counted in each job\'s time as fio counts them');
-  notes.push('invalidate=0 everywhere: nothing is dropped between jobs, so reads of written data are cached reads on every engine');
+  const notes = [
+    'every repetition runs on a freshly made file system; jobs run in order (stonewall), fsyncs counted in each job\'s time as fio counts them',
+    'invalidate=0 everywhere: nothing is dropped between jobs, so reads of written data are cached reads on every engine',
+  ];
   if (args.warmMemory) notes.push('before each column the runner touches (in a child process) the memory that column will take, so none runs on cold VM memory (~0.5 GiB/s first touch); --no-warm-memory turns it off');
   return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), notes };
 }
