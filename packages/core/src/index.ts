@@ -17,3 +17,4 @@ export { type WriteFileOptions } from './vfs/filesystem.js';
 export { type WriteResult, type TimeLike } from './vfs/file-handle.js';
 export { Ext4Mount, type MountOpenOptions } from './ext4/mount.js';
 export { processOrphans } from './ext4/namei-write.js';
+export * from './channel/index.js';

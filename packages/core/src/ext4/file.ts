@@ -6,6 +6,7 @@
  *   Ext4Files.open(mount, { buffered, largeFolios, cacheBytes, submit? })
  *     read / write / truncate / fallocate / punchHole / zeroRange / seek / fiemap
  *     mapRead / mapWrite / msync (the mmap emulation: faults through page_mkwrite)
+ *     readPinned / writeBegin (folios handed to a client thread that copies: channel/)
  *     fsync / syncAll / evict / close
  *
  * Sizes: i_size (state.sizeBytes) moves in memory with writes; i_disksize
@@ -33,6 +34,8 @@
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { inlineSubmit, type IoendSubmit } from '../iomap/writeback.js';
+import { iomapWriteAbort, iomapWriteBegin, iomapWriteCommit } from '../iomap/buffered-write.js';
+import type { Folio } from '../mm/folio.js';
 import { createWritebackPool, type WritebackPool } from '../writeback/pool.js';
 import { PAGE_BYTES } from '../mm/constants.js';
 import { createPageCache, type PageCache } from '../mm/page-cache.js';
@@ -44,6 +47,7 @@ import { LBLK_LIMIT, walkMappings } from './extents.js';
 import { extentWriter } from './extents-write.js';
 import { isRegular, usesExtents } from './inode.js';
 import { createIomapPath } from './iomap_path.js';
+import { Ext4IomapInode, chooseWriteOps } from './iomap_ops.js';
 import {
   InodeDataLock, MapFlags, MapStatus, writeCredits, forgetInodeState, inodeState, mapBlocks, truncateInodeState, type Ext4InodeState,
 } from './map_blocks.js';
@@ -102,6 +106,34 @@ export interface Ext4FilesOptions {
   writebackThreads?: number;
   /** Build the buffer_head path (bh_path.ts) — injected so this module does not depend on it. */
   bufferHeadPath?: (mount: Ext4Mount, cache: PageCache, submit: IoendSubmit) => Ext4DataPath;
+}
+
+/** Bytes of a file in folio memory, for another thread: [ptr, ptr + lengthBytes) of the wasm memory. */
+export interface FolioPiece {
+  /** Pinned (and, for a write, locked) by the engine thread until the holder lets go. */
+  folio: Folio;
+  ptr: number;
+  lengthBytes: number;
+}
+
+/** readPinned's answer: the pieces hold [posBytes, posBytes + lengthBytes) of the file, in order. */
+export interface PinnedRead {
+  lengthBytes: number;
+  /** i_size when the pieces were taken. */
+  sizeBytes: number;
+  /** Each folio is pinned once per piece: put() each when the copy is done. */
+  pieces: FolioPiece[];
+}
+
+/** A write whose copy another thread does (writeBegin): fill the pieces, then commit(). */
+export interface FileWriteLease {
+  readonly posBytes: number;
+  readonly lengthBytes: number;
+  readonly pieces: readonly FolioPiece[];
+  /** The bytes are in (and published): the blocks turn uptodate and dirty; folios and the file are let go. */
+  commit(): void;
+  /** The copier is gone: the range is zeroed, then committed (iomapWriteAbort). */
+  abort(): void;
 }
 
 function checkRange(syscall: string, offsetBytes: number, lengthBytes: number, maxBytes: number): void {
@@ -522,6 +554,83 @@ export class Ext4Files {
     return out;
   }
 
+  // ─── Copies done by another thread (channel/server.ts) ─────────────────────────────────
+
+  /**
+   * The cached, uptodate folios holding [posBytes, posBytes + lengthBytes) clamped to
+   * i_size, pinned, for a client thread to copy out of: no copy, no lock, no device read.
+   * Stops at the first folio that is missing or not uptodate over the range (the caller
+   * reads that part through read(), which fills the cache). A pinned folio is never
+   * evicted or freed; a truncate racing the copy drops it from the file but its memory
+   * stays until the last put(), so the copier reads old bytes, never another file's — as
+   * Linux's filemap_read copies from a referenced, unlocked folio.
+   */
+  async readPinned(ino: number, posBytes: number, lengthBytes: number): Promise<PinnedRead> {
+    checkRange('read', posBytes, lengthBytes, Number.MAX_SAFE_INTEGER);
+    const state = await this.tracked(ino);
+    const sizeBytes = state.sizeBytes;
+    const readEnd = Math.min(posBytes + lengthBytes, sizeBytes);
+    const mapping = this.path.mappingOf(state);
+    const bs = this.blockBytes;
+    const pieces: FolioPiece[] = [];
+    let at = posBytes;
+    // No await from here on: the pieces are one snapshot of the cache.
+    while (at < readEnd) {
+      const folio = mapping.lookup(Math.floor(at / PAGE_BYTES));
+      if (folio === null) break;
+      const folioStart = folio.positionBytes;
+      const stop = Math.min(readEnd, folioStart + folio.lengthBytes);
+      if (!folio.isRangeUptodate(Math.floor((at - folioStart) / bs), Math.ceil((stop - folioStart) / bs))) break;
+      pieces.push({ folio: folio.get(), ptr: folio.dataPtr + (at - folioStart), lengthBytes: stop - at });
+      at = stop;
+    }
+    return { lengthBytes: at - posBytes, sizeBytes, pieces };
+  }
+
+  /**
+   * write() cut at the copy, for a copy another thread does: iomapWriteBegin (folios
+   * locked and pinned, i_size raised to the prepared end; see buffered-write.ts) with the
+   * file's invalidate lock held shared until commit or abort, so a truncate, punch or
+   * zero range waits for the copy instead of dropping folios under it. mtime/ctime are
+   * stamped first (Linux's file_modified runs before the copy too). `append` writes at
+   * i_size. Short after foliosMax folios or a busy one; the caller goes on from the end.
+   * The iomap path only (the buffer_head path has no two-phase write: ENOTSUP).
+   */
+  async writeBegin(ino: number, posBytes: number, lengthBytes: number, options: { append?: boolean; foliosMax: number }): Promise<FileWriteLease> {
+    if (this.path.name !== 'iomap') throw new FsError('ENOTSUP', { syscall: 'write', detail: `no two-phase write on the ${this.path.name} path` });
+    checkRange('write', posBytes, lengthBytes, this.maxBytes);
+    assert(lengthBytes > 0, 'a two-phase write has bytes');
+    const state = await this.writable(ino, 'write');
+    const release = await holdShared(this.invalidateLock(state));
+    try {
+      const startBytes = options.append === true ? state.sizeBytes : posBytes;
+      checkRange('write', startBytes, lengthBytes, this.maxBytes);
+      await this.stampTimes(state);
+      const inode = new Ext4IomapInode(state, this.path.mappingOf(state));
+      // The old EOF tail lies past i_size: iomapWrite zeroes it with iomapZeroRange, which is what
+      // this path's zeroPartialBlock is.
+      const prepared = await iomapWriteBegin(inode, startBytes, lengthBytes, {
+        ops: chooseWriteOps(inode), device: this.mount.ext4.device, foliosMax: options.foliosMax,
+        zeroTail: (at, length) => this.path.zeroPartialBlock(state, at, length),
+      });
+      const pieces = prepared.folios.map(({ folio, startBytes: from, endBytes: to }) => ({ folio, ptr: folio.dataPtr + (from - folio.positionBytes), lengthBytes: to - from }));
+      let open = true;
+      const finish = (how: (p: typeof prepared) => void) => {
+        assert(open, 'a write lease ends once');
+        open = false;
+        how(prepared);
+        release();
+      };
+      return {
+        posBytes: startBytes, lengthBytes: prepared.lengthBytes, pieces,
+        commit: () => finish(iomapWriteCommit), abort: () => finish(iomapWriteAbort),
+      };
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
   // ─── mmap emulation ───────────────────────────────────────────────────────────────────
 
   /**
@@ -625,6 +734,13 @@ export class Ext4Files {
     this.core.close();
     liveStates.delete(this.mount);
   }
+}
+
+/** Take `lock` shared and keep it until the returned function is called (a lock held across a client's copy). */
+function holdShared(lock: InodeDataLock): Promise<() => void> {
+  return new Promise((held) => {
+    void lock.read(() => new Promise<void>((release) => held(() => release())));
+  });
 }
 
 /** States this mount's file layer has handed out (so stat can show the live i_size). */

@@ -134,6 +134,20 @@ export class Ext4 {
   }
 }
 
+/** What the client channel (channel/server.ts) needs to know of a handle: set by open(). */
+export interface OpenFileInfo {
+  readonly ino: number;
+  readonly mode: OpenMode;
+  readonly path: string;
+}
+
+const openFiles = new WeakMap<FileHandle, OpenFileInfo>();
+
+/** The inode, open mode and path behind a handle an Ext4Filesystem opened (engine code; not a stable API). */
+export function openFileOf(handle: FileHandle): OpenFileInfo | undefined {
+  return openFiles.get(handle);
+}
+
 export class Ext4Filesystem {
   /** node:fs style: `fs.promises.readFile(...)` works too. */
   readonly promises: Ext4Filesystem = this;
@@ -273,6 +287,15 @@ export class Ext4Filesystem {
     }
   }
 
+  /**
+   * Run `body` as a change: alone, after the changes queued before it (the lock every
+   * change takes). For engine code that changes file data beside a FileHandle (the
+   * client channel, channel/server.ts); not a stable API.
+   */
+  serialised<T>(body: () => Promise<T>): Promise<T> {
+    return this.exclusive(body);
+  }
+
   /** The open filesystem's internals, for engine code and tests (not a stable API). */
   get internals(): Ext4Super {
     return this.ext4;
@@ -310,6 +333,7 @@ export class Ext4Filesystem {
       const fd = this.nextFd++;
       const openMode: OpenMode = { read: f.read, write: f.write, append: f.append };
       const handle = new FileHandle(fd, this.host, ino, pathText(path), openMode);
+      openFiles.set(handle, { ino, mode: openMode, path: pathText(path) });
       this.handles.set(fd, handle);
       this.openCounts.set(ino, (this.openCounts.get(ino) ?? 0) + 1);
       return handle;
