@@ -25,9 +25,10 @@
 //
 // Cost (measured on 2 shared, busy cores): recording 0.3-1.2 s per seed of 300 ops; a state
 // 8-25 ms of serial work (recovery mount + unmount, read-back, image save) with e2fsck -fn
-// (~20 ms) beside it in a pool of 2. Default: 3 configs x 3 seeds x 300 ops x 180 states
-// (every flush point, ~95 per seed, then random ones) = 1,620 states in ~40 s.
-// EXT4TS_CRASH_LONG=1: 8 seeds x 1000 ops x 600 states per config = 14,400 states, ~5-8 min.
+// (~20 ms) beside it in a pool of 2. Default: 3 configs x 3 seeds x 300 ops x 150 states
+// (every flush point, ~85 per seed, then random ones) = 1,350 states in 25-50 s (1,620 took
+// 26 s on a quiet machine, 59 s on a busy one). EXT4TS_CRASH_LONG=1: 8 seeds x 1000 ops x
+// 600 states per config = 14,400 states in ~5 min (294 s).
 // EXT4TS_FSX_CRASH_SEEDS=1,2, EXT4TS_FSX_CRASH_OPS=N, EXT4TS_FSX_CRASH_IMAGES=N override either.
 //
 // Reproducing a failure: each prints the config, seed, op count, state number, the crash
@@ -64,7 +65,7 @@ const numbers = (text: string | undefined): number[] | undefined => text?.split(
 const SEEDS = numbers(process.env.EXT4TS_FSX_CRASH_SEEDS) ?? (LONG ? [1, 2, 3, 4, 5, 6, 7, 8] : [1, 2, 3]);
 const NUM_OPS = Number(process.env.EXT4TS_FSX_CRASH_OPS ?? (LONG ? 1000 : 300));
 /** States per (config, seed): every flush point, then random ones up to this. */
-const IMAGES = Number(process.env.EXT4TS_FSX_CRASH_IMAGES ?? (LONG ? 600 : 180));
+const IMAGES = Number(process.env.EXT4TS_FSX_CRASH_IMAGES ?? (LONG ? 600 : 150));
 const CONFIG_NAMES = process.env.EXT4TS_FSX_CRASH_CONFIGS?.split(',');
 const REPLAY = process.env.EXT4TS_FSX_CRASH_REPLAY;
 /** fsx's defaults are 256 KiB / 64 KiB; a 1 MiB cache holds the file 4 times, so dirty data crosses the thresholds. */
