@@ -79,9 +79,22 @@ export function crc32c(seed: number, bytes: Uint8Array, start = 0, end = bytes.l
   return accelerated === null ? crc32cTs(seed, bytes, start, end) : accelerated(seed, bytes, start, end);
 }
 
-/** crc32c of a little-endian u32, as ext4 feeds inode numbers and generations. */
+/** crc32c of a little-endian u32, as ext4 feeds inode numbers and generations (no allocation). */
 export function crc32cU32le(seed: number, value: number): number {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, value >>> 0, true);
-  return crc32cTs(seed, b);
+  const t = TABLES;
+  let crc = seed >>> 0;
+  let v = value >>> 0;
+  for (let k = 0; k < 4; k++) {
+    crc = t[(crc ^ v) & 0xff] ^ (crc >>> 8);
+    v >>>= 8;
+  }
+  return crc >>> 0;
+}
+
+/** crc32c of `count` zero bytes (a checksum field treated as zero), without a buffer. */
+export function crc32cZeros(seed: number, count: number): number {
+  const t = TABLES;
+  let crc = seed >>> 0;
+  for (let k = 0; k < count; k++) crc = t[crc & 0xff] ^ (crc >>> 8);
+  return crc >>> 0;
 }

@@ -20,7 +20,7 @@ import { parseDirBlock, verifyDirBlock, sealDirBlock, DirFileType } from './dire
 import { decodeDxRootInfo, dxRootCountOffset, decodeDxEntries, dxLimit, verifyDxBlock, sealDxBlock } from './htree.js';
 import { dirHash, hashSeedWords } from './dirhash.js';
 import { decodeJournalSuperblock, encodeJournalSuperblock, verifyJournalSuperblock } from './jbd2.js';
-import { crc32c, crc32cTs } from './crc32c.js';
+import { crc32c, crc32cTs, crc32cU32le, crc32cZeros } from './crc32c.js';
 
 const BS = 4096;
 let dir: string;
@@ -93,6 +93,14 @@ describe('crc32c', () => {
     const whole = crc32cTs(0x12345678, data, 3, 300);
     for (let split = 3; split <= 300; split += 7) {
       expect(crc32cTs(crc32cTs(0x12345678, data, 3, split), data, split, 300)).toBe(whole);
+    }
+  });
+  it('crc32cU32le and crc32cZeros equal crc32c over the bytes they stand for', () => {
+    for (const [seed, value] of [[0, 0], [0xffffffff, 1], [0x12345678, 0xdeadbeef], [7, 2 ** 32 - 1]]) {
+      const le = new Uint8Array(4);
+      new DataView(le.buffer).setUint32(0, value, true);
+      expect(crc32cU32le(seed, value)).toBe(crc32cTs(seed, le));
+      for (const count of [0, 1, 2, 5]) expect(crc32cZeros(seed, count)).toBe(crc32cTs(seed, new Uint8Array(count)));
     }
   });
 });

@@ -2,7 +2,7 @@
  * Block group descriptors (ext4-format.md §3): 32 bytes, or s_desc_size (64) with the
  * 64bit feature. The table starts in the block after the superblock.
  */
-import { crc32c } from './crc32c.js';
+import { crc32c, crc32cU32le, crc32cZeros } from './crc32c.js';
 import { crc16 } from './crc16.js';
 import { defineStruct, type StructValue } from './struct.js';
 import { badChecksum } from '../vfs/errors.js';
@@ -52,19 +52,21 @@ export interface GdChecksumContext {
  */
 export function groupDescChecksum(gdt: Uint8Array, group: number, ctx: GdChecksumContext): number {
   const start = group * ctx.descSize;
-  const desc = gdt.slice(start, start + ctx.descSize);
-  desc[GD_CHECKSUM_OFFSET] = 0;
-  desc[GD_CHECKSUM_OFFSET + 1] = 0;
-  const le = new Uint8Array(4);
-  new DataView(le.buffer).setUint32(0, group, true);
+  const end = start + ctx.descSize;
+  const csumAt = start + GD_CHECKSUM_OFFSET;
   if (ctx.metadataCsum) {
-    return crc32c(crc32c(ctx.fsSeed, le), desc) & 0xffff;
+    // In place, the checksum field fed as two zero bytes: no copy of the descriptor.
+    let c = crc32c(crc32cU32le(ctx.fsSeed, group), gdt, start, csumAt);
+    c = crc32cZeros(c, 2);
+    return crc32c(c, gdt, csumAt + 2, end) & 0xffff;
   }
   if (ctx.gdtCsum) {
+    const le = new Uint8Array(4);
+    new DataView(le.buffer).setUint32(0, group, true);
     let c = crc16(0xffff, ctx.uuid);
     c = crc16(c, le);
-    c = crc16(c, desc.subarray(0, GD_CHECKSUM_OFFSET));
-    if (ctx.descSize > GD_CHECKSUM_OFFSET + 2) c = crc16(c, desc.subarray(GD_CHECKSUM_OFFSET + 2));
+    c = crc16(c, gdt.subarray(start, csumAt));
+    if (ctx.descSize > GD_CHECKSUM_OFFSET + 2) c = crc16(c, gdt.subarray(csumAt + 2, end));
     return c;
   }
   return 0;

@@ -3,7 +3,7 @@
  * in s_inode_size-byte slots. Decoded inodes keep their raw bytes so the in-inode xattr
  * area and unknown fields survive an encode.
  */
-import { crc32c, crc32cU32le } from './crc32c.js';
+import { crc32c, crc32cU32le, crc32cZeros } from './crc32c.js';
 import { defineStruct, type StructValue } from './struct.js';
 import { badChecksum, corrupted } from '../vfs/errors.js';
 
@@ -83,9 +83,17 @@ export function decodeInode(slot: Uint8Array, inodeSize: number): Inode {
 /** Encode an inode over its raw slot bytes; sets the checksum when `csum` is given. */
 export function encodeInode(inode: Inode, csum?: { inodeSeed: number }): Uint8Array {
   const out = inode.raw.slice();
-  inodeStruct.encodeInto(inode, out, 0, presentBytes(out.length, inode.extraIsize));
+  encodeInodeInPlace(inode, out);
   if (csum !== undefined) writeInodeChecksum(out, csum.inodeSeed);
   return out;
+}
+
+/**
+ * Encode the fields over `slot`, which must hold the bytes the inode was decoded from
+ * (its raw slot as it stands): only modelled fields are written; the checksum is not.
+ */
+export function encodeInodeInPlace(inode: InodeFields, slot: Uint8Array): void {
+  inodeStruct.encodeInto(inode, slot, 0, presentBytes(slot.length, inode.extraIsize));
 }
 
 /** Whether the slot has room for i_checksum_hi (i_extra_isize ≥ 4). */
@@ -99,13 +107,14 @@ export function inodeChecksumSeed(fsSeed: number, ino: number, generation: numbe
   return crc32cU32le(crc32cU32le(fsSeed, ino), generation);
 }
 
-/** crc32c over the whole slot with both checksum fields treated as zero. */
+/** crc32c over the whole slot with both checksum fields treated as zero (in place: no copy). */
 export function inodeChecksum(raw: Uint8Array, inodeSeed: number): number {
-  const copy = raw.slice();
-  copy[CSUM_LO_OFFSET] = 0;
-  copy[CSUM_LO_OFFSET + 1] = 0;
-  if (hasCsumHi(copy)) { copy[CSUM_HI_OFFSET] = 0; copy[CSUM_HI_OFFSET + 1] = 0; }
-  return crc32c(inodeSeed, copy);
+  let c = crc32c(inodeSeed, raw, 0, CSUM_LO_OFFSET);
+  c = crc32cZeros(c, 2);
+  if (raw.length <= GOOD_OLD_INODE_SIZE) return crc32c(c, raw, CSUM_LO_OFFSET + 2, raw.length);
+  c = crc32c(c, raw, CSUM_LO_OFFSET + 2, CSUM_HI_OFFSET);
+  c = hasCsumHi(raw) ? crc32cZeros(c, 2) : crc32c(c, raw, CSUM_HI_OFFSET, CSUM_HI_OFFSET + 2);
+  return crc32c(c, raw, CSUM_HI_OFFSET + 2, raw.length);
 }
 
 export function writeInodeChecksum(raw: Uint8Array, inodeSeed: number): void {
