@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { FileDevice } from '../device/index.js';
 import { Ext4Mount } from './mount.js';
 import { Incompat } from '../format/superblock.js';
+import { blockAllocator } from './balloc.js';
 
 let dir: string;
 let img: string;
@@ -112,6 +113,57 @@ describe('Ext4Mount read-write', () => {
     await ro.close();
 
     await expectReplayedByReadWriteOpen(img);
+  });
+
+  it('writeSuperblock takes block 0 once per transaction; the commit logs the counts after its last handle (replayed: e2fsck -fn clean)', async () => {
+    const device = await FileDevice.open(img);
+    const mount = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    const freeBefore = mount.ext4.sb.freeBlocksCount;
+    for (let i = 0; i < 5; i++) {
+      await mount.transact(4, async (h) => {
+        const run = await blockAllocator.allocate(mount, h, { goal: 5000 + 100 * i, count: 3 }); // writes the superblock
+        expect(run.count).toBe(3);
+        expect(h.hasFrozenTrigger(0)).toBe(true);
+      });
+    }
+    await mount.sync();
+    mount.journal!.abort(); // crash: the counts live only in the log
+    await device.close();
+    const replayed = await FileDevice.open(img);
+    const again = await Ext4Mount.open(replayed, { readOnly: false, commitIntervalMs: 0 });
+    expect(again.ext4.sb.freeBlocksCount).toBe(freeBefore - 15);
+    expect(again.ext4.sb.freeBlocksCount).toBe(again.ext4.groups.reduce((n, gd) => n + gd.freeBlocksCount, 0));
+    await again.close();
+    await replayed.close();
+    const fsck = e2fsck(img);
+    expect(fsck.out).toMatch(/Block bitmap differences|Free blocks count wrong for group/); // allocated, owned by no file
+    expect(fsck.out).not.toMatch(/Free blocks count wrong \(/); // the superblock's own count is right
+  });
+
+  it('writeInode starts from the slot bytes when the inode cache holds an older copy of them', async () => {
+    const device = await FileDevice.open(img);
+    const mount = await Ext4Mount.open(device, { readOnly: false, commitIntervalMs: 0 });
+    const { ext4 } = mount;
+    await mount.inode(2); // cached
+    const offsetBytes = (2 - 1) * ext4.inodeSizeBytes; // root: group 0, slot 1
+    const blockNr = ext4.groups[0].inodeTable + Math.floor(offsetBytes / ext4.blockSizeBytes);
+    await mount.transact(2, async (h) => {
+      const block = await h.getWriteAccess(blockNr); // a change behind the cache: i_uid_lo = 777
+      new DataView(block.buffer, block.byteOffset).setUint16(offsetBytes % ext4.blockSizeBytes + 2, 777, true);
+      h.dirtyMetadata(blockNr);
+      const written = await mount.writeInode(h, 2, (raw) => { raw.mtime = 1_111_111_111; });
+      expect(written.uid).toBe(777);
+      expect(written.mtime.sec).toBe(1_111_111_111);
+      // From the cache (now of these bytes): the next change keeps both.
+      const again = await mount.writeInode(h, 2, (raw) => { raw.gid = 55; });
+      expect([again.uid, again.gid, again.mtime.sec]).toEqual([777, 55, 1_111_111_111]);
+    });
+    await mount.close();
+    await device.close();
+    const fsck = e2fsck(img);
+    expect(fsck.code, fsck.out).toBe(0);
+    const stat = debugfsStat(img, '<2>');
+    expect(stat).toMatch(/User:\s+777\s+Group:\s+55/);
   });
 
   it('Ext4Mount.open refuses read-write on a read-only device with EROFS', async () => {

@@ -21,6 +21,8 @@
  *
  * Cost: a handle that changes an inode, a group and the superblock dirties 3 blocks;
  * its commit logs them (+ descriptor + commit block) and checkpoint writes them home.
+ * The superblock is encoded once per transaction however many handles change it
+ * (writeSuperblock); an inode or a descriptor is encoded and checksummed per change.
  */
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
@@ -28,7 +30,7 @@ import {
   Compat, Incompat, encodeSuperblock, checkMountable, SUPERBLOCK_OFFSET_BYTES, SUPERBLOCK_SIZE_BYTES, has64bit, RoCompat,
 } from '../format/superblock.js';
 import { encodeGroupDesc, sealGroupDesc, type GdChecksumContext } from '../format/group-desc.js';
-import { decodeInode, encodeInode, inodeChecksumSeed, type Inode } from '../format/inode.js';
+import { decodeInode, encodeInodeInPlace, inodeChecksumSeed, writeInodeChecksum, type Inode } from '../format/inode.js';
 import { Journal, recoverJournal, type JournalGeometry, type JournalExtent } from '../jbd2/index.js';
 import type { JournalHandle } from '../jbd2/handle.js';
 import { FsError } from '../vfs/errors.js';
@@ -113,9 +115,14 @@ export class Ext4Mount {
   }
 
   /**
-   * Change inode `ino` in its inode table block: `mutate` edits the decoded fields; the
-   * slot is re-encoded over its raw bytes (so the in-inode xattr area survives) and its
+   * Change inode `ino` in its inode table block: `mutate` edits the decoded fields; they
+   * are encoded over the slot's own bytes (so the in-inode xattr area survives) and its
    * checksum sealed. Returns the new engine view (also put in the inode cache).
+   *
+   * Cost: the fields are decoded only when the inode cache's copy is not of these exact
+   * slot bytes (a 256-byte compare decides); one encode over the slot in place, one
+   * crc32c over it, one 256-byte copy for the new view — no second decode (an encode of
+   * in-range fields decodes back to them: encodeInto asserts the range).
    */
   async writeInode(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Promise<Ext4Inode> {
     const { ext4 } = this;
@@ -125,12 +132,19 @@ export class Ext4Mount {
     const block = await h.getWriteAccess(blockIndex);
     const at = offsetBytes % ext4.blockSizeBytes;
     const slot = block.subarray(at, at + ext4.inodeSizeBytes);
-    const raw = decodeInode(slot, ext4.inodeSizeBytes);
+    const cached = ext4.inodeCache.get(ino);
+    const raw = cached !== undefined && bytesEqual(cached.raw.raw, slot)
+      ? { ...cached.raw, block: cached.raw.block.slice() }
+      : decodeInode(slot, ext4.inodeSizeBytes);
     mutate(raw);
-    const seed = ext4.metadataCsum ? { inodeSeed: inodeChecksumSeed(ext4.fsSeed, ino, raw.generation) } : undefined;
-    slot.set(encodeInode(raw, seed));
+    encodeInodeInPlace(raw, slot);
+    const seed = ext4.metadataCsum
+      ? (cached !== undefined && cached.raw.generation === raw.generation ? cached.csumSeed : inodeChecksumSeed(ext4.fsSeed, ino, raw.generation))
+      : undefined;
+    if (seed !== undefined) writeInodeChecksum(slot, seed);
     h.dirtyMetadata(blockIndex);
-    const inode = inodeFromDisk(ext4, ino, decodeInode(slot, ext4.inodeSizeBytes));
+    raw.raw = slot.slice();
+    const inode = inodeFromDisk(ext4, ino, raw);
     ext4.inodeCache.set(ino, inode);
     return inode;
   }
@@ -155,20 +169,33 @@ export class Ext4Mount {
   }
 
   /**
-   * Write the in-memory superblock into block 0 (journaled). Free counts are recomputed
-   * from the group descriptors first, so e2fsck never finds them stale.
+   * Put the in-memory superblock into block 0 (journaled) as part of h's transaction.
+   * Free counts are recomputed from the group descriptors, so e2fsck never finds them
+   * stale. The encode happens once per transaction, in a frozen trigger at commit (as
+   * Linux keeps free counts in per-CPU counters rather than re-logging block 0 at every
+   * allocation): the first call in a transaction takes block 0 (1 credit), encodes it
+   * and sets the trigger; later calls in that transaction cost a map lookup. So the
+   * superblock a commit logs is the in-memory one after the transaction's last handle —
+   * which holds because the superblock and the group descriptors it sums change only
+   * inside handles.
    */
   async writeSuperblock(h: JournalHandle): Promise<void> {
+    const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / this.ext4.blockSizeBytes);
+    if (h.hasFrozenTrigger(blockIndex)) return;
+    const block = await h.getWriteAccess(blockIndex);
+    this.encodeSuperblockInto(block);
+    h.dirtyMetadata(blockIndex);
+    h.setFrozenTrigger(blockIndex, (bytes) => this.encodeSuperblockInto(bytes));
+  }
+
+  /** Encode the in-memory superblock (fresh counts, wtime now) into block 0's bytes. */
+  private encodeSuperblockInto(block: Uint8Array): void {
     const { ext4 } = this;
     refreshSuperblockCounts(ext4);
     ext4.sb.wtime = Math.floor(Date.now() / 1000);
-    const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / ext4.blockSizeBytes);
-    const block = await h.getWriteAccess(blockIndex);
-    const at = SUPERBLOCK_OFFSET_BYTES % ext4.blockSizeBytes;
     const bytes = encodeSuperblock(ext4.sb);
-    block.set(bytes, at);
+    block.set(bytes, SUPERBLOCK_OFFSET_BYTES % ext4.blockSizeBytes);
     ext4.sb.raw.set(bytes);
-    h.dirtyMetadata(blockIndex);
   }
 
   /** Commit the running transaction and wait until it is durable (fsync / syncfs). */
@@ -195,6 +222,12 @@ export class Ext4Mount {
   async inode(ino: number): Promise<Ext4Inode> {
     return readInode(this.ext4, ino);
   }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Superblock free counts = the sums over the group descriptors. */

@@ -50,6 +50,23 @@ export interface JournalHandle {
    * Dropped if the transaction turns out empty or the journal aborts first.
    */
   orderData(wait: () => Promise<void>): void;
+  /**
+   * jbd2's frozen trigger (t_frozen): `freeze(bytes)` runs on the live bytes of
+   * `blockNr` once this handle's transaction is frozen for commit — every handle of it
+   * stopped, just before the bytes are copied for the log — so a block that sums up
+   * state many handles change (ext4's superblock free counts) is encoded and
+   * checksummed once per transaction instead of at every change. The block must be
+   * dirty in this transaction (dirtyMetadata by this handle); the state `freeze` reads
+   * must be changed only inside handles. One trigger per block per transaction (a
+   * later one replaces it); it must be synchronous and must not throw. Dropped if the
+   * journal aborts first.
+   */
+  setFrozenTrigger(blockNr: number, freeze: (bytes: Uint8Array) => void): void;
+  /**
+   * Whether `blockNr` is dirty in this handle's transaction with a frozen trigger set:
+   * then the block needs no access from this handle — the trigger writes it at commit.
+   */
+  hasFrozenTrigger(blockNr: number): boolean;
 }
 
 /** What the filesystem needs from a journal (or from the no-journal writer used by mkfs/tests). */

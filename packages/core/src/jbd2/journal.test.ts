@@ -602,3 +602,70 @@ describe('JournalHandle.orderData', () => {
     await expect(journal.start(1)).rejects.toMatchObject({ code: 'EIO' });
   });
 });
+
+describe('JournalHandle.setFrozenTrigger', () => {
+  it('a frozen trigger runs once per transaction, after its last handle, on the bytes the log and home get', async () => {
+    const device = await freshDevice();
+    const journal = await openJournal(device);
+    let counter = 0; // state many handles change; block 50 sums it up
+    let runs = 0;
+    /** A handle that bumps the counter; the first of a transaction takes block 50 and sets the trigger. */
+    const bump = async (h: Awaited<ReturnType<Journal['start']>>): Promise<void> => {
+      counter++;
+      if (!h.hasFrozenTrigger(50)) {
+        await h.getWriteAccess(50);
+        h.dirtyMetadata(50);
+        h.setFrozenTrigger(50, (bytes) => { runs++; bytes[0] = counter; });
+      }
+      expect(h.hasFrozenTrigger(50)).toBe(true);
+    };
+    for (let i = 0; i < 3; i++) {
+      const h = await journal.start(1);
+      await bump(h);
+      await journal.stop(h);
+    }
+    expect(runs).toBe(0); // not before the commit
+    // A handle still open when the commit starts: the trigger runs after it stops.
+    const late = await journal.start(1);
+    await bump(late);
+    const committed = journal.commit();
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    counter += 10;
+    await journal.stop(late);
+    await committed;
+    expect(runs).toBe(1);
+    const next = await journal.start(1);
+    expect(next.hasFrozenTrigger(50)).toBe(false); // a new transaction: set it again
+    await journal.stop(next);
+    counter = 99; // outside any handle, after the commit: reaches no disk
+    await journal.checkpoint();
+    expect((await readBlock(device, 50))[0]).toBe(14); // 4 bumps + 10: the value at the freeze
+    expect(runs).toBe(1);
+
+    // The log holds the frozen bytes: a crash after the commit replays them.
+    counter = 20;
+    const h = await journal.start(1);
+    await bump(h);
+    await journal.stop(h);
+    await journal.commit();
+    expect(runs).toBe(2);
+    journal.abort();
+    const crashed = await deviceFrom(await wholeImage(device));
+    await recoverJournal(crashed, GEOMETRY);
+    expect((await readBlock(crashed, 50))[0]).toBe(21);
+  });
+
+  it('a frozen trigger is dropped when the journal aborts before the commit', async () => {
+    const device = await freshDevice();
+    const journal = await openJournal(device);
+    let runs = 0;
+    const h = await journal.start(1);
+    await h.getWriteAccess(51);
+    h.dirtyMetadata(51);
+    h.setFrozenTrigger(51, () => { runs++; });
+    await journal.stop(h);
+    journal.abort();
+    await expect(journal.commit()).rejects.toMatchObject({ code: 'EIO' });
+    expect(runs).toBe(0);
+  });
+});

@@ -37,6 +37,9 @@
  *   0 → non-zero); ext4 sets incompat RECOVER there and writes its superblock.
  * - onLogEmpty: awaited after a checkpoint leaves the log empty and s_start = 0 is on
  *   disk (close, explicit checkpoint); ext4 clears RECOVER there on a clean unmount.
+ * - frozen triggers (JournalHandle.setFrozenTrigger): run on a dirty block's live bytes
+ *   when its transaction is frozen for commit (drained, before the snapshot); ext4
+ *   encodes its superblock there, once per transaction.
  *
  * ## Rules for callers
  * - Never call commit()/close(), or start() a second handle, while holding a handle: a
@@ -435,6 +438,8 @@ export class Journal implements MetadataJournal, HandleHost {
     for (const blockNr of transaction.dirty) {
       const live = this.live.get(blockNr);
       assert(live !== undefined, `dirty block ${blockNr} has a live buffer`);
+      // Frozen: no handle of this transaction is left and none of the next has started.
+      transaction.frozenTriggers.get(blockNr)?.(live);
       transaction.snapshot.set(blockNr, live.slice());
     }
     // data=ordered: the data goes out while the log is written; both finish before the flush.

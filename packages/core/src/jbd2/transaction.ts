@@ -54,11 +54,14 @@ export class Transaction {
   readonly commitCallbacks: (() => void)[] = [];
   /** Awaited by the commit before its commit block: see JournalHandle.orderData. */
   readonly orderedData: (() => Promise<void>)[] = [];
+  /** Run on a dirty block's live bytes when the commit freezes it: see JournalHandle.setFrozenTrigger. */
+  readonly frozenTriggers = new Map<number, (bytes: Uint8Array) => void>();
 
   /** Mark committed (or empty) and run the commit callbacks, in registration order. */
   finish(state: 'committed' | 'empty'): void {
     this.state = state;
     this.orderedData.length = 0;
+    this.frozenTriggers.clear();
     const callbacks = this.commitCallbacks.splice(0);
     for (const callback of callbacks) callback();
   }
@@ -126,6 +129,17 @@ export class Handle implements JournalHandle {
   orderData(wait: () => Promise<void>): void {
     assert(!this.stopped, 'orderData on a stopped handle');
     this.transaction.orderedData.push(wait);
+  }
+
+  setFrozenTrigger(blockNr: number, freeze: (bytes: Uint8Array) => void): void {
+    assert(!this.stopped, 'setFrozenTrigger on a stopped handle');
+    assert(this.buffers.has(blockNr) && this.transaction.dirty.has(blockNr), `setFrozenTrigger(${blockNr}) on a block this handle dirtied`);
+    this.transaction.frozenTriggers.set(blockNr, freeze);
+  }
+
+  hasFrozenTrigger(blockNr: number): boolean {
+    assert(!this.stopped, 'hasFrozenTrigger on a stopped handle');
+    return this.transaction.frozenTriggers.has(blockNr);
   }
 
   extend(credits: number): boolean {
