@@ -203,6 +203,50 @@ describe('extentWriter', () => {
     expect(fsck.complaints, fsck.output).toEqual([]);
   });
 
+  it('extentWriter grows the extent before a hole in place, in a leaf block too, without new entries; debugfs and e2fsck agree', async () => {
+    const { img, empty } = makeImage('c', '128M');
+    let { device, mount } = await openRw(img);
+    const model: Model = new Map();
+    const put = (runs: { lblk: number; count: number; pblk: number; unwritten: boolean }[]): void => {
+      for (const r of runs) for (let i = 0; i < r.count; i++) model.set(r.lblk + i, { pblk: r.pblk + i, unwritten: r.unwritten });
+    };
+    // Ten one-block extents 100 blocks apart, physically apart too: depth 1 (one leaf block).
+    await mount.transact(64, async (h) => {
+      for (let j = 0; j < 10; j++) put(await extentWriter.mapOrAllocate(mount, h, empty, 100 * j, 1, { unwritten: false, goal: 20000 + 500 * j }));
+    });
+    const leafEntries = async (): Promise<number> => {
+      const root = (await mount.inode(empty)).block;
+      expect(decodeExtentHeader(root).depth).toBe(1);
+      const leaf = new DataView(root.buffer, root.byteOffset).getUint32(12 + 4, true);
+      return decodeExtentHeader(await mount.ext4.cache.read(leaf, 'leaf')).entries;
+    };
+    expect(await leafEntries()).toBe(10);
+    // Block by block after the last extent and after a middle one (its hole ends at the next extent).
+    for (let l = 901; l < 960; l++) {
+      await mount.transact(16, async (h) => put(await extentWriter.mapOrAllocate(mount, h, empty, l, 1, { unwritten: false })));
+    }
+    for (let l = 301; l < 400; l++) {
+      await mount.transact(16, async (h) => put(await extentWriter.mapOrAllocate(mount, h, empty, l, 1, { unwritten: false })));
+    }
+    expect(await leafEntries()).toBe(10); // grown in place: no entry added
+    expect(modelRuns(model)).toHaveLength(10);
+    // An unwritten block after a written extent cannot join it: a new entry.
+    await mount.transact(16, async (h) => put(await extentWriter.mapOrAllocate(mount, h, empty, 960, 1, { unwritten: true })));
+    expect(await leafEntries()).toBe(11);
+    expect(await readRuns(mount, empty, 1000)).toEqual(modelRuns(model));
+    expect((await mount.inode(empty)).sectors512).toBe(sectorsOf(model, 1));
+    await setSize(mount, empty, model);
+    await mount.close();
+    await device.close();
+    expect(debugfsRuns(img, empty)).toEqual(modelRuns(model));
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+    ({ device, mount } = await openRw(img));
+    expect(await readRuns(mount, empty, 1000)).toEqual(modelRuns(model));
+    await mount.close();
+    await device.close();
+  });
+
   it('extentWriter merges contiguous appends into one extent, splits long runs at 32768/32767, and fills to ENOSPC cleanly', async () => {
     const { img, empty } = makeImage('b', '512M');
     const { device, mount } = await openRw(img);

@@ -161,6 +161,18 @@ class TreeEdit {
     this.h.dirtyMetadata(node.pblk);
   }
 
+  /** Re-encode one entry of a node read on this edit's path (its other bytes are as read) and dirty it. */
+  async writeEntry(node: PathNode, index: number): Promise<void> {
+    assert(index >= 0 && index < node.items.length, `entry ${index} of a ${node.items.length}-entry node`);
+    const isRoot = node.pblk === 0;
+    const bytes = isRoot ? this.root : await this.h.getWriteAccess(node.pblk);
+    if (node.depth === 0) encodeExtent(bytes, index, (node.items as Extent[])[index]);
+    else encodeExtentIndex(bytes, index, (node.items as ExtentIndex[])[index]);
+    if (isRoot) return;
+    if (this.mount.ext4.metadataCsum) sealExtentBlock(bytes, this.seed);
+    this.h.dirtyMetadata(node.pblk);
+  }
+
   inodeGroupGoal(): number {
     const { ext4 } = this.mount;
     return ext4.sb.firstDataBlock + inodeLocation(ext4, this.ino).group * ext4.sb.blocksPerGroup;
@@ -376,17 +388,51 @@ class TreeEdit {
 // ---------------------------------------------------------------------------------
 // The three operations
 
+/** What lookup found at a logical block. */
+interface Found {
+  /** The extent holding the block, if any. */
+  extent: Extent | undefined;
+  /** In a hole: where it ends (the next extent, or the leaf's end). */
+  holeEnd: number;
+  goal: number;
+  /** The path to the leaf searched, and the index in it of the extent before a hole (-1: none). */
+  path: PathNode[];
+  beforeIndex: number;
+}
+
 /** The extent holding `lblk`, or the hole there (up to the next extent or leaf end), plus a goal. */
-async function lookup(edit: TreeEdit, lblk: number): Promise<{ extent: Extent | undefined; holeEnd: number; goal: number }> {
+async function lookup(edit: TreeEdit, lblk: number): Promise<Found> {
   const path = await edit.findPath(lblk);
   const leaf = path[path.length - 1].items as Extent[];
-  let before: Extent | undefined;
-  for (const e of leaf) {
-    if (e.lblk <= lblk && lblk < e.lblk + e.len) return { extent: e, holeEnd: lblk, goal: 0 };
-    if (e.lblk > lblk) return { extent: undefined, holeEnd: e.lblk, goal: goalAfter(edit, before, lblk) };
-    before = e;
+  let beforeIndex = -1;
+  for (let i = 0; i < leaf.length; i++) {
+    const e = leaf[i];
+    if (e.lblk <= lblk && lblk < e.lblk + e.len) return { extent: e, holeEnd: lblk, goal: 0, path, beforeIndex: -1 };
+    if (e.lblk > lblk) return { extent: undefined, holeEnd: e.lblk, goal: goalAfter(edit, leaf[beforeIndex], lblk), path, beforeIndex };
+    beforeIndex = i;
   }
-  return { extent: undefined, holeEnd: edit.leafEnd(path), goal: goalAfter(edit, before, lblk) };
+  return { extent: undefined, holeEnd: edit.leafEnd(path), goal: goalAfter(edit, leaf[beforeIndex], lblk), path, beforeIndex };
+}
+
+/**
+ * The append fast path (ext4_ext_insert_extent's "can be merged" case): a new extent
+ * that continues the extent before its hole, logically and physically, grows that
+ * extent in place — one entry re-encoded in the leaf (checksummed if a block), no list
+ * rebuild, no split, no change to the leaf's first block or entry count, so nothing
+ * above it moves. This is what a file written in order costs per allocation (the
+ * buffer_head path allocates one block at a time). False: use insertExtent.
+ */
+async function tryAppend(edit: TreeEdit, found: Found, extent: Extent): Promise<boolean> {
+  if (found.beforeIndex < 0) return false;
+  const leaf = found.path[found.path.length - 1];
+  const before = (leaf.items as Extent[])[found.beforeIndex];
+  if (before.lblk + before.len !== extent.lblk || before.pblk + before.len !== extent.pblk
+    || before.unwritten !== extent.unwritten || before.len + extent.len > maxLenOf(extent.unwritten)) return false;
+  assert(extent.lblk + extent.len <= found.holeEnd, 'the appended blocks stay inside the hole');
+  const grown: Extent = { ...before, len: before.len + extent.len };
+  (leaf.items as Extent[])[found.beforeIndex] = grown;
+  await edit.writeEntry(leaf, found.beforeIndex);
+  return true;
 }
 
 function goalAfter(edit: TreeEdit, before: Extent | undefined, lblk: number): number {
@@ -424,6 +470,7 @@ async function mapOrAllocate(
   const end = lblk + count;
   let cursor = lblk;
   let goal = options.goal;
+  let reshaped = false;
   try {
     while (cursor < end) {
       const found = await lookup(edit, cursor);
@@ -436,13 +483,18 @@ async function mapOrAllocate(
       }
       const want = Math.min(found.holeEnd, end) - cursor;
       const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)), options.fromDelallocReservation === true);
-      await insertExtent(edit, { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten });
+      const extent: Extent = { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten };
+      if (!await tryAppend(edit, found, extent)) {
+        await insertExtent(edit, extent);
+        reshaped = true;
+      }
       push({ lblk: cursor, count: run.count, pblk: run.start, unwritten: options.unwritten, fresh: true });
       cursor += run.count;
       goal = run.start + run.count;
     }
     // Merges may have left the root with one small child: e2fsck asks for the shorter tree.
-    await edit.shrinkDepth();
+    // (An append in place changes no node's entry count: nothing to shrink.)
+    if (reshaped) await edit.shrinkDepth();
   } finally {
     await edit.finish();
   }
