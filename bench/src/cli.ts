@@ -11,7 +11,7 @@
  *
  * fio's option names (job.ts lists them) plus ext4ts's own: --buffered iomap|buffer_head,
  * --no-large-folios, --device memory|FILE, --repeat N, --peers LIST, --install-peers,
- * --cache-bytes SIZE, --writeback-threads N, --sections LIST, --json FILE, --svg FILE, --results-dir DIR,
+ * --cache-bytes SIZE, --writeback-threads N, --clients engine|threads, --sections LIST, --json FILE, --svg FILE, --results-dir DIR,
  * --no-save, --no-progress, --output-format normal|json, --output FILE.
  *
  * Output: the tables on stdout (or the JSON document with --output-format=json, as fio
@@ -29,7 +29,7 @@ import {
   BOOL_OPTIONS, FULL_SIZE_BYTES, QUICK_SIZE_BYTES, isFioOption, jobsFromOptions, parseJobFile, readJobFile,
   scalingJobFile, seedJobFile, smallBlockJobFile, type JobSpec,
 } from './job.js';
-import { EXT4TS_CONFIGS, Ext4tsTarget, type BufferedPath, type DeviceChoice, type Ext4tsConfig } from './ext4ts-target.js';
+import { EXT4TS_CONFIGS, Ext4tsTarget, type BufferedPath, type ClientMode, type DeviceChoice, type Ext4tsConfig } from './ext4ts-target.js';
 import { runSuites, type SuiteOutcome, type SuiteSpec } from './runner.js';
 import { peerChecks, renderReport, seedComparison, summariseSuite, type BenchDocument } from './report.js';
 import { renderSvg } from './svg.js';
@@ -69,12 +69,15 @@ export interface BenchArgs {
   warmMemory: boolean;
   cacheBytes?: number;
   writebackThreads?: number;
+  /** Where ext4ts runs clones; default: worker threads for jobs with numjobs > 1 and the scaling section. */
+  clients?: ClientMode;
   sections: SectionId[];
   help: boolean;
 }
 
 const VALUED = new Set([
-  'device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'sections',
+  'device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'clients',
+  'sections',
 ]);
 const FLAGS = new Set(['no-large-folios', 'large-folios', 'full', 'install-peers', 'no-save', 'no-progress', 'no-warm-memory', 'help']);
 
@@ -154,7 +157,10 @@ function applyValued(args: BenchArgs, key: string, value: string): void {
   else if (key === 'svg') args.svgPath = resolve(value);
   else if (key === 'results-dir') args.resultsDir = resolve(value);
   else if (key === 'cache-bytes') args.cacheBytes = parseFioSize(value, '--cache-bytes');
-  else if (key === 'writeback-threads') args.writebackThreads = value === '0' ? 0 : positiveInt(value, key);
+  else if (key === 'clients') {
+    if (value !== 'engine' && value !== 'threads') throw new JobError(`--clients=${value}: engine or threads`);
+    args.clients = value;
+  } else if (key === 'writeback-threads') args.writebackThreads = value === '0' ? 0 : positiveInt(value, key);
 }
 
 export const BENCH_USAGE = `usage: ext4ts bench [options] [JOBFILE...]
@@ -181,6 +187,9 @@ ext4ts options:
   --sections LIST                seed,scaling,small (default all) for the default run
   --cache-bytes SIZE             the page cache (default: the data the jobs keep + 64 MiB)
   --writeback-threads N          writeback workers (default: the engine's; 0 = inline)
+  --clients engine|threads       ext4ts clones (numjobs) as async callers in the engine's thread,
+                                 or one worker thread each over the client channel (default:
+                                 threads for numjobs > 1 and the scaling section)
   --output-format normal|json    json: print the JSON document instead of the tables
   --output FILE                  write what would be printed to FILE
   --json FILE, --svg FILE        where the results go (default bench/results/, also latest.*)
@@ -220,9 +229,16 @@ export function chosenConfigs(args: Pick<BenchArgs, 'buffered' | 'largeFolios'>)
   return [{ buffered, largeFolios: buffered === 'iomap' ? args.largeFolios ?? true : false }];
 }
 
-function ext4tsTargets(configs: readonly Ext4tsConfig[], args: BenchArgs): Target[] {
-  return configs.map((config) => new Ext4tsTarget({ config, device: args.device, cacheBytes: args.cacheBytes, writebackThreads: args.writebackThreads }));
+function ext4tsTargets(configs: readonly Ext4tsConfig[], args: BenchArgs, clients: ClientMode = 'engine'): Target[] {
+  return configs.map((config) => new Ext4tsTarget({
+    config, device: args.device, cacheBytes: args.cacheBytes, writebackThreads: args.writebackThreads, clients: args.clients ?? clients,
+  }));
 }
+
+const CLIENTS_NOTE = {
+  threads: 'numjobs on ext4ts: each clone on its own worker thread, connected through the engine\'s client channel (metadata on the engine thread, data copies on the clone\'s)',
+  engine: 'numjobs on ext4ts: clones are concurrent async callers in the engine\'s own thread (--clients engine)',
+} as const;
 
 export interface RunPlan { suites: SuiteSpec[]; repeat: number; notes: string[] }
 
@@ -238,10 +254,12 @@ export function planSuites(args: BenchArgs): RunPlan {
 }
 
 function planUserJobs(jobs: JobSpec[], args: BenchArgs): RunPlan {
-  const targets = [...ext4tsTargets(chosenConfigs(args), args), ...peerTargets(args.peers ?? [], args)];
+  const cloned = jobs.some((job) => job.numjobs > 1);
+  const clients: ClientMode = args.clients ?? (cloned ? 'threads' : 'engine');
+  const targets = [...ext4tsTargets(chosenConfigs(args), args, clients), ...peerTargets(args.peers ?? [], args)];
   const notes: string[] = [];
   if (jobs.some((job) => job.direct)) notes.push('direct=1: ext4ts has no O_DIRECT path, so its I/O stayed buffered (the kernel peer ran O_DIRECT)');
-  if (jobs.some((job) => job.numjobs > 1)) notes.push('numjobs on ext4ts: concurrent async callers on one engine in this thread (no client channel for other threads yet)');
+  if (cloned || clients === 'threads') notes.push(CLIENTS_NOTE[clients]);
   return { suites: [{ id: 'jobs', title: 'Your jobs', jobs, targets }], repeat: args.repeat ?? 1, notes };
 }
 
@@ -266,7 +284,7 @@ function planDefaultRun(args: BenchArgs): RunPlan {
     // about the engine's callers, and the legacy path's slow writes would double the run.
     const scalingConfigs = configs.length > 1 ? configs.filter((c) => c.buffered === 'iomap' && c.largeFolios) : configs;
     const scalingPeers = peers.filter((id) => id === 'kernel' || id === 'node-fs');
-    suites.push({ id: 'scaling', title: 'numjobs scaling', jobs: parseJobFile(scalingJobFile(mibText(sizeBytes / 2))), targets: [...ext4tsTargets(scalingConfigs, args), ...peerTargets(scalingPeers, args)] });
+    suites.push({ id: 'scaling', title: 'numjobs scaling', jobs: parseJobFile(scalingJobFile(mibText(sizeBytes / 2))), targets: [...ext4tsTargets(scalingConfigs, args, 'threads'), ...peerTargets(scalingPeers, args)] });
   }
   if (args.sections.includes('small')) {
     // Both paths (buffer_head and iomap + LF) beside the peers.
@@ -278,6 +296,7 @@ function planDefaultRun(args: BenchArgs): RunPlan {
     'every repetition runs on a freshly made file system; jobs run in order (stonewall), fsyncs counted in each job\'s time as fio counts them',
     'invalidate=0 everywhere: nothing is dropped between jobs, so reads of written data are cached reads on every engine',
   ];
+  if (args.sections.includes('scaling')) notes.push(CLIENTS_NOTE[args.clients ?? 'threads']);
   if (args.warmMemory) notes.push('before each column the runner touches (in a child process) the memory that column will take, so none runs on cold VM memory (~0.5 GiB/s first touch); --no-warm-memory turns it off');
   return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), notes };
 }

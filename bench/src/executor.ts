@@ -4,9 +4,10 @@
  * a kernel file system — one positional read or write call per block, one outstanding
  * call per clone, clones of every job of the group side by side.
  *
- * numjobs here: clones run as concurrent async loops on the one engine in this thread
- * (ext4ts has no client channel for other threads yet), so "2 jobs" means two callers
- * interleaving on one event loop, not two CPUs. The report says so.
+ * numjobs: clones run as concurrent async loops in this thread (two callers interleaving
+ * on one event loop), or — when the BenchFs offers client threads (ext4ts's client
+ * channel) — each on its own worker thread (clone-threads.ts), the same loop (runClone).
+ * The report says which.
  *
  * Timing follows fio: a job's time runs from the group's start to the end of its last
  * clone, fsyncs included (end_fsync too); layout (overwrite=1, a read job's missing
@@ -15,10 +16,12 @@
  * that). Cost of the harness itself: one performance.now() and one array store per call
  * (~0.1 µs), nothing per byte: every call reuses one page-aligned buffer per clone.
  */
+import type { TransferListItem } from 'node:worker_threads';
 import { allocAligned } from '@ext4ts/core';
 import {
   cloneFileName, isRandomJob, isReadJob, type JobGroup, type JobSpec,
 } from './job.js';
+import { executeGroupInThreads } from './clone-threads.js';
 
 /** One open file, as a psync-style engine sees it. */
 export interface BenchFile {
@@ -40,6 +43,19 @@ export interface BenchFs {
   makeSparse(name: string, sizeBytes: number): Promise<void>;
   /** fio invalidate=1: drop cached file data. */
   dropCaches(): Promise<void>;
+  /**
+   * When present, clones run on worker threads (clone-threads.ts), each reaching the
+   * engine through this: a connection per clone, and a close once the group is done.
+   */
+  clientThreads?: ClientThreads;
+}
+
+/** How worker-thread clones reach an engine (ext4ts: its client channel). */
+export interface ClientThreads {
+  /** One connection for one worker: what to post it, and what to transfer. */
+  connect(): { handle: unknown; transferList: TransferListItem[] };
+  /** After the group: end the connections. */
+  close(): Promise<void>;
 }
 
 export interface LatencySummary { meanUs: number; p50Us: number; p99Us: number; maxUs: number }
@@ -154,10 +170,10 @@ export function scratchBuffer(slot: number, lengthBytes: number): Uint8Array {
   return buffer;
 }
 
-interface CloneTally { readBytes: number; writeBytes: number; readIos: number; writeIos: number; syncs: number; endMs: number }
+export interface CloneTally { readBytes: number; writeBytes: number; readIos: number; writeIos: number; syncs: number; endMs: number }
 
 /** What one clone needs: its file, its buffers, the shared clock and its job's latency log. */
-interface CloneRun {
+export interface CloneRun {
   file: BenchFile;
   job: JobSpec;
   cloneIndex: number;
@@ -168,7 +184,7 @@ interface CloneRun {
   latency: { samples: Float64Array; count: number };
 }
 
-async function runClone(run: CloneRun, startMs: number, options: ExecuteOptions): Promise<CloneTally> {
+export async function runClone(run: CloneRun, startMs: number, options: ExecuteOptions): Promise<CloneTally> {
   const { file, job, latency } = run;
   const tally: CloneTally = { readBytes: 0, writeBytes: 0, readIos: 0, writeIos: 0, syncs: 0, endMs: startMs };
   const order = blockOrder(job, run.cloneIndex);
@@ -227,6 +243,7 @@ export async function executeGroup(fs: BenchFs, group: JobGroup, options: Execut
   const pattern = scratchBuffer(0, Math.max(LAYOUT_CHUNK_BYTES, ...group.map((job) => job.bsBytes)));
   for (const job of group) await prepareJob(fs, job, pattern);
   if (group.some((job) => job.invalidate)) await fs.dropCaches();
+  if (fs.clientThreads !== undefined) return executeGroupInThreads(fs.clientThreads, group, options);
 
   const latencyByJob = new Map(group.map((job) => [job, {
     samples: new Float64Array(Math.min(LATENCY_SAMPLES_MAX, (job.sizeBytes / job.bsBytes) * job.numjobs * (job.timeBased ? 4 : 1))),
@@ -253,7 +270,7 @@ export async function executeGroup(fs: BenchFs, group: JobGroup, options: Execut
   }
 }
 
-function jobRunOf(job: JobSpec, tallies: CloneTally[], startMs: number, latency: LatencySummary | undefined): JobRun {
+export function jobRunOf(job: JobSpec, tallies: CloneTally[], startMs: number, latency: LatencySummary | undefined): JobRun {
   const sum = (pick: (t: CloneTally) => number) => tallies.reduce((total, t) => total + pick(t), 0);
   const elapsedMs = Math.max(...tallies.map((t) => t.endMs)) - startMs;
   const readBytes = sum((t) => t.readBytes);

@@ -9,6 +9,10 @@
  * memory runs at ~0.5 GiB/s here and would otherwise be charged to the first write job.
  * mkfs then discards it (chunks marked dropped, re-zeroed at refill speed on reuse).
  *
+ * Clones (numjobs) run either in the engine's thread as concurrent async callers, or each on
+ * a worker thread connected through the engine's client channel (serveFilesystem /
+ * connectFilesystem: metadata on the engine thread, data copies on the clone's thread).
+ *
  * fio invalidate=1 is an unmount and a mount: that drops every cached folio, which is
  * what posix_fadvise(DONTNEED) does for the job's file in the kernel.
  * direct=1 runs buffered: ext4ts has no O_DIRECT path yet.
@@ -19,9 +23,10 @@
 import { constants as fsConstants } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import {
-  Ext4, FileDevice, FsError, MemoryDevice, mkfs, type Ext4Filesystem, type FileHandle, type MountOptions, type SyncBlockDevice,
+  Ext4, FileDevice, FsError, MemoryDevice, mkfs, serveFilesystem,
+  type Ext4Filesystem, type FileHandle, type FilesystemServer, type MountOptions, type SyncBlockDevice,
 } from '@ext4ts/core';
-import type { BenchFile, BenchFs, ExecuteOptions, JobRun } from './executor.js';
+import type { BenchFile, BenchFs, ClientThreads, ExecuteOptions, JobRun } from './executor.js';
 import { runGroups, type SuitePlan, type Target } from './target.js';
 import { formatBytes } from './units.js';
 
@@ -88,8 +93,27 @@ class Ext4tsFile implements BenchFile {
   close(): Promise<void> { return this.handle.close(); }
 }
 
+/** Where a job's clones run: in the engine's thread as async callers, or on worker threads over the client channel. */
+export type ClientMode = 'engine' | 'threads';
+
 class Ext4tsFs implements BenchFs {
-  constructor(private fs: Ext4Filesystem, private readonly remount: () => Promise<Ext4Filesystem>) {}
+  readonly clientThreads: ClientThreads | undefined;
+  private server: FilesystemServer | undefined;
+
+  constructor(private fs: Ext4Filesystem, private readonly remount: () => Promise<Ext4Filesystem>, clients: ClientMode) {
+    this.clientThreads = clients === 'engine' ? undefined : {
+      connect: () => {
+        this.server ??= serveFilesystem(this.fs);
+        const handle = this.server.connect();
+        return { handle, transferList: [handle.port] };
+      },
+      close: async () => {
+        const server = this.server;
+        this.server = undefined;
+        await server?.close();
+      },
+    };
+  }
 
   get filesystem(): Ext4Filesystem { return this.fs; }
 
@@ -148,6 +172,8 @@ export interface Ext4tsTargetOptions {
   cacheBytes?: number;
   /** Writeback worker threads (the engine's default when undefined; 0 = inline). */
   writebackThreads?: number;
+  /** Where clones run (default 'engine'). */
+  clients?: ClientMode;
 }
 
 export class Ext4tsTarget implements Target {
@@ -164,6 +190,7 @@ export class Ext4tsTarget implements Target {
       buffered: this.options.config.buffered, largeFolios: this.options.config.largeFolios, cacheBytes: this.cacheBytes, device,
     };
     if (this.options.writebackThreads !== undefined) settings.writebackThreads = this.options.writebackThreads;
+    settings.clients = this.options.clients ?? 'engine';
     return settings;
   }
 
@@ -209,7 +236,7 @@ export class Ext4tsTarget implements Target {
       writebackThreads: this.options.writebackThreads,
     };
     const mountIt = () => Ext4.mount(device, mountOptions);
-    const fs = new Ext4tsFs(await mountIt(), mountIt);
+    const fs = new Ext4tsFs(await mountIt(), mountIt, this.options.clients ?? 'engine');
     try {
       return await runGroups(fs, plan.groups, options);
     } finally {

@@ -319,8 +319,15 @@ export function renderScalingTable(suite: SuiteSummary): string {
   }
   const size = suite.jobs[0] === undefined ? '' : `, ${formatBytes(suite.jobs[0].sizeBytes)} per clone`;
   return `numjobs scaling: separate files, 1 MiB blocks${size} (${repeatText(suite)})\n${formatTable(header, body)}\n` +
-    'ext4ts clones are concurrent async callers on one engine in one thread (no client channel for other threads yet);\n' +
-    'fio clones are processes. scaling = aggregate MiB/s at numjobs=2 over numjobs=1 (2 cores here, shared).';
+    `${clientsText(suite)}; fio clones are processes.\n` +
+    'scaling = aggregate MiB/s at numjobs=2 over numjobs=1.';
+}
+
+function clientsText(suite: SuiteSummary): string {
+  const modes = new Set(liveTargets(suite, 'ext4ts').map((t) => t.settings?.clients));
+  if (modes.size === 1 && modes.has('threads')) return 'ext4ts clones: one worker thread each, over the engine\'s client channel';
+  if (modes.size === 1 && modes.has('engine')) return 'ext4ts clones: concurrent async callers in the engine\'s thread';
+  return 'ext4ts clones: see each column\'s settings in the JSON';
 }
 
 /** Any suite as rows of jobs × columns of targets (custom jobs, small blocks). */

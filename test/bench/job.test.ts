@@ -247,6 +247,7 @@ describe('parseBenchArgs', () => {
     expect(plan.suites[0].jobs[0].sizeBytes).toBe(32 << 20);
     expect(plan.suites[0].targets.map((t) => t.id)).toEqual(['ext4ts:buffer_head', 'ext4ts:iomap', 'ext4ts:iomap+lf', 'kernel', 'ext2fs', 'node-fs', 'copy']);
     expect(plan.suites[1].targets.map((t) => t.id)).toEqual(['ext4ts:iomap+lf', 'kernel', 'node-fs']);
+    expect(plan.notes.join(' ')).toContain('each clone on its own worker thread');
     expect(plan.suites[2].targets.map((t) => t.id)).toEqual(['ext4ts:buffer_head', 'ext4ts:iomap+lf', 'kernel', 'ext2fs', 'node-fs', 'copy']);
     expect(plan.repeat).toBe(3);
     expect(planSuites(parseBenchArgs(['--full', '--peers', 'none'])).repeat).toBe(5);

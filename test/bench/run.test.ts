@@ -3,10 +3,12 @@
 // and a user job (randrw, numjobs=2) from fio options. Checks the exit code, the text
 // tables, the JSON document (parsed back) and the SVG file. A few seconds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchMain, type BenchIo } from '../../bench/src/cli.js';
+import { cloneWorkerUrl } from '../../bench/src/clone-threads.js';
 import type { BenchDocument } from '../../bench/src/report.js';
 
 let dir = '';
@@ -62,11 +64,11 @@ describe('ext4ts bench on the memory device', () => {
     expect(chart).toContain('write+fsync');
   });
 
-  it('runs fio-style options as a job, numjobs clones included, and prints JSON with --output-format=json', async () => {
+  it('runs fio-style options as a job, numjobs clones as async callers (--clients engine), and prints JSON with --output-format=json', async () => {
     const io = capture();
     const code = await benchMain([
       '--name=mix', '--rw=randrw', '--rwmixread=70', '--bs=4k', '--size=256k', '--numjobs=2', '--fsync=16',
-      '--buffered=iomap', '--no-save', '--output-format=json', '--no-warm-memory',
+      '--buffered=iomap', '--no-save', '--output-format=json', '--no-warm-memory', '--clients=engine',
     ], io);
     expect(code).toBe(0);
     const document = JSON.parse(io.out) as BenchDocument;
@@ -76,7 +78,28 @@ describe('ext4ts bench on the memory device', () => {
     // fsync after every 16 writes of each clone: floor(w0/16) + floor(w1/16).
     expect(run.syncs).toBeLessThanOrEqual(Math.floor(run.writeIos / 16));
     expect(run.syncs).toBeGreaterThanOrEqual(Math.floor(run.writeIos / 16) - 1);
-    expect(document.notes.join(' ')).toContain('numjobs on ext4ts: concurrent async callers');
+    expect(document.suites[0].targets[0].settings?.clients).toBe('engine');
+    expect(document.notes.join(' ')).toContain('concurrent async callers in the engine');
+  });
+
+  // Worker threads run the compiled clone worker (bench/dist), which the test script builds first.
+  const workerBuilt = existsSync(cloneWorkerUrl());
+  it.skipIf(!workerBuilt)('runs numjobs clones on worker threads over the client channel (needs the build: pnpm run build)', async () => {
+    const io = capture();
+    const code = await benchMain([
+      '--name=w', '--rw=write', '--bs=64k', '--size=1m', '--numjobs=2', '--end_fsync=1',
+      '--name=r', '--stonewall', '--rw=read', '--bs=64k', '--size=1m', '--numjobs=2', '--filename_format=w.$jobnum.0',
+      '--buffered=iomap', '--clients', 'threads', '--no-save', '--no-warm-memory', '--output-format=json',
+    ], io);
+    expect(io.err).toBe('');
+    expect(code).toBe(0);
+    const document = JSON.parse(io.out) as BenchDocument;
+    const [target] = document.suites[0].targets;
+    expect(target.settings?.clients).toBe('threads');
+    const [write, read] = target.runs[0];
+    expect([write.writeBytes, write.writeIos, write.syncs]).toEqual([2 << 20, 32, 2]);
+    expect([read.readBytes, read.readIos]).toEqual([2 << 20, 32]);
+    expect(document.notes.join(' ')).toContain('each clone on its own worker thread');
   });
 
   it('reads a fio job file and reports bad options as usage errors (exit 2)', async () => {
