@@ -461,3 +461,28 @@ describe('delayed allocation keeps its space', () => {
     await checkImage(fs, device);
   });
 });
+
+describe('I/O buffers in the engine memory', () => {
+  it('reads into and writes from allocBuffer() buffers (memory.copy) give the same bytes as plain buffers; freed buffers are reused', async () => {
+    const { fs, device } = await freshFs();
+    const io = fs.allocBuffer(3 * BS + 5);
+    const data = pattern(3 * BS + 5, 19);
+    data.copy(io);
+    const fh = await fs.open('/io', 'w+');
+    await fh.write(io, 0, io.length, 7);
+    const plain = Buffer.alloc(io.length);
+    await fh.read(plain, 0, plain.length, 7);
+    expect(plain.equals(data)).toBe(true);
+    io.fill(0);
+    await fh.read(io, 0, io.length, 7);
+    expect(io.equals(data)).toBe(true);
+    const ptr = io.byteOffset;
+    fs.freeBuffer(io);
+    const again = fs.allocBuffer(BS);
+    expect(again.byteOffset).toBe(ptr);
+    fs.freeBuffer(again);
+    expect(() => fs.allocBuffer(64 * MiB)).toThrow(/ENOSPC/);
+    await fh.close();
+    await checkImage(fs, device);
+  });
+});

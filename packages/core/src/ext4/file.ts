@@ -157,13 +157,18 @@ export class Ext4Files {
   /** Set by open() (the path is built after the object, since the pool's submit closes over it). */
   path!: Ext4DataPath;
   private pool: WritebackPool | undefined;
+  private readonly ioBuffers: RegionAllocator;
 
   private constructor(
     readonly mount: Ext4Mount,
     readonly core: WasmCore,
     readonly cache: PageCache,
     private readonly writebackThreads: number,
-  ) {}
+  ) {
+    const start = roundUp(cache.arena.basePtr + cache.arena.sizeBytes, PAGE_BYTES);
+    core.ensureMemoryBytes(start + IO_BUFFER_REGION_BYTES);
+    this.ioBuffers = new RegionAllocator(start, IO_BUFFER_REGION_BYTES);
+  }
 
   /**
    * Writeback's device writes: inline below WRITEBACK_INLINE_BYTES, else through the pool
@@ -198,7 +203,12 @@ export class Ext4Files {
     const buffered = options.buffered ?? 'iomap';
     if (buffered !== 'iomap' && buffered !== 'buffer_head') throw new FsError('EINVAL', { syscall: 'mount', detail: `buffered '${String(buffered)}': iomap or buffer_head` });
     // Own wasm memory per mount: the cache's arena plus the reserved region below it.
-    const core = loadWasmCore({ maximumPages: Math.min(65536, Math.ceil((cacheBytes + 32 * 1024 * 1024) / 65536)) });
+    // Own wasm memory per mount: the cache's arena plus the reserved region below it and
+    // the I/O buffer region after it. Memories of unmounted filesystems are reused (their
+    // pages are already touched: fresh memory costs ~0.5 GiB/s at first touch here).
+    const maximumPages = Math.min(65536, Math.ceil((cacheBytes + IO_BUFFER_REGION_BYTES + 32 * 1024 * 1024) / 65536));
+    const core = idleCores.get(maximumPages)?.pop() ?? loadWasmCore({ maximumPages });
+    maxPagesOf.set(core, maximumPages);
     const cache = createPageCache(core, { cacheBytesMax: cacheBytes });
     const device: BlockDevice = mount.ext4.device;
     const threads = options.writebackThreads ?? (mount.readOnly ? 0 : 1);
@@ -211,6 +221,24 @@ export class Ext4Files {
       files.path = createIomapPath({ cache, device, largeFolios: options.largeFolios !== false, submit: files.submitter() });
     }
     return files;
+  }
+
+  /**
+   * A buffer in the engine's shared wasm memory (the I/O buffer region after the cache):
+   * reads into it and writes from it copy with the wasm kernel (memory.copy) instead of
+   * TypedArray.set across memories — the fast path the architecture promises callers who
+   * want it. Free it with freeBuffer(); ENOMEM-like ENOSPC when the region is full.
+   */
+  allocBuffer(lengthBytes: number): Buffer {
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes <= 0) throw new FsError('EINVAL', { syscall: 'allocBuffer', detail: `length ${lengthBytes}` });
+    const ptr = this.ioBuffers.alloc(roundUp(lengthBytes, PAGE_BYTES));
+    if (ptr < 0) throw new FsError('ENOSPC', { syscall: 'allocBuffer', detail: `no ${lengthBytes} bytes free in the ${IO_BUFFER_REGION_BYTES}-byte I/O buffer region` });
+    return Buffer.from(this.core.bytes().buffer, ptr, lengthBytes);
+  }
+
+  freeBuffer(buffer: Uint8Array): void {
+    assert(buffer.buffer === this.core.bytes().buffer, 'the buffer came from allocBuffer');
+    this.ioBuffers.free(buffer.byteOffset);
   }
 
   /** The writeback pool's counters (undefined until the pool has started). */
@@ -731,7 +759,14 @@ export class Ext4Files {
     await this.path.close();
     await this.pool?.close();
     this.cache.close();
-    this.core.close();
+    const maximumPages = maxPagesOf.get(this.core);
+    const idle = maximumPages === undefined ? undefined : idleCores.get(maximumPages) ?? [];
+    if (maximumPages !== undefined && idle !== undefined && idle.length < IDLE_CORES_MAX) {
+      idle.push(this.core);
+      idleCores.set(maximumPages, idle);
+    } else {
+      this.core.close();
+    }
     liveStates.delete(this.mount);
   }
 }
@@ -741,6 +776,49 @@ function holdShared(lock: InodeDataLock): Promise<() => void> {
   return new Promise((held) => {
     void lock.read(() => new Promise<void>((release) => held(() => release())));
   });
+}
+
+/** Bytes of wasm memory after each mount's cache for allocBuffer(). */
+export const IO_BUFFER_REGION_BYTES = 16 * 1024 * 1024;
+/** Unmounted filesystems' wasm memories kept for reuse, per size. */
+const IDLE_CORES_MAX = 1;
+const idleCores = new Map<number, WasmCore[]>();
+const maxPagesOf = new WeakMap<WasmCore, number>();
+
+/** First-fit allocator of page-aligned ranges in a fixed region (a few I/O buffers). */
+class RegionAllocator {
+  /** Free ranges [start, end), sorted, coalesced. */
+  private free_: Array<[number, number]>;
+  private readonly used = new Map<number, number>();
+
+  constructor(start: number, lengthBytes: number) {
+    this.free_ = [[start, start + lengthBytes]];
+  }
+
+  alloc(lengthBytes: number): number {
+    const at = this.free_.findIndex(([a, b]) => b - a >= lengthBytes);
+    if (at < 0) return -1;
+    const [a, b] = this.free_[at];
+    if (b - a === lengthBytes) this.free_.splice(at, 1);
+    else this.free_[at] = [a + lengthBytes, b];
+    this.used.set(a, lengthBytes);
+    return a;
+  }
+
+  free(ptr: number): void {
+    const lengthBytes = this.used.get(ptr);
+    assert(lengthBytes !== undefined, 'freeBuffer of a buffer allocBuffer gave');
+    this.used.delete(ptr);
+    this.free_.push([ptr, ptr + lengthBytes]);
+    this.free_.sort((x, y) => x[0] - y[0]);
+    const merged: Array<[number, number]> = [];
+    for (const range of this.free_) {
+      const last = merged[merged.length - 1];
+      if (last !== undefined && last[1] === range[0]) last[1] = range[1];
+      else merged.push([range[0], range[1]]);
+    }
+    this.free_ = merged;
+  }
 }
 
 /** States this mount's file layer has handed out (so stat can show the live i_size). */

@@ -24,6 +24,7 @@
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
+import type { Folio } from '../mm/folio.js';
 import { PAGE_BYTES, fillFolioBlocks, orderForPages, roundUp } from './folio-io.js';
 import { iomapIter } from './iter.js';
 import { type Iomap, IomapFlags, type IomapInode, IomapOp, type IomapOps } from './types.js';
@@ -76,7 +77,7 @@ export async function iomapRead(inode: IomapInode, posBytes: number, target: Uin
           }
           const chunkEnd = Math.min(end, folio.positionBytes + folio.lengthBytes);
           await fillFolioBlocks(inode, folio, iomap, { startBytes: at, endBytes: chunkEnd, device });
-          copyOut(folio.bytes(), folio.positionBytes, at, chunkEnd, target, posBytes, readEnd);
+          copyOut(folio, at, chunkEnd, target, posBytes, readEnd);
           at = chunkEnd;
         } finally {
           folio.unlock();
@@ -126,9 +127,9 @@ function readPlan(inode: IomapInode, posBytes: number, readEnd: number, state: R
 }
 
 // Copy the part of folio range [from, to) that lies in the request [requestPos, requestEnd) into target.
-function copyOut(bytes: Uint8Array, folioStart: number, from: number, to: number, target: Uint8Array, requestPos: number, requestEnd: number): void {
+function copyOut(folio: Folio, from: number, to: number, target: Uint8Array, requestPos: number, requestEnd: number): void {
   const start = Math.max(from, requestPos);
   const end = Math.min(to, requestEnd);
   if (start >= end) return;
-  target.set(bytes.subarray(start - folioStart, end - folioStart), start - requestPos);
+  folio.copyOut(start - folio.positionBytes, target.subarray(start - requestPos, end - requestPos));
 }

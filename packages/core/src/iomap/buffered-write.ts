@@ -103,7 +103,7 @@ async function writeFolio(inode: IomapInode, iomap: Iomap, pos: number, end: num
         const chunkEnd = Math.min(end, folioStart + folio.lengthBytes);
         await fillPartialBlocks(inode, folio, iomap, pos, chunkEnd, options.device);
         if (range.source === null) folio.zeroBytes(pos - folioStart, chunkEnd - folioStart);
-        else folio.bytes().set(range.source.subarray(pos - range.posBytes, chunkEnd - range.posBytes), pos - folioStart);
+        else folio.copyIn(pos - folioStart, range.source.subarray(pos - range.posBytes, chunkEnd - range.posBytes));
         const blockBytes = inode.blockSizeBytes;
         const blockStart = Math.floor((pos - folioStart) / blockBytes);
         const blockEnd = Math.ceil((chunkEnd - folioStart) / blockBytes);

@@ -287,6 +287,28 @@ export class Folio {
     return this.mapping.cache.core.bytes().subarray(this.dataPtr, this.dataPtr + this.lengthBytes);
   }
 
+  /**
+   * Copy source into the folio at offsetBytes. A source inside the same wasm memory (an
+   * I/O buffer from the engine) is copied by the wasm kernel (memory.copy); any other by
+   * TypedArray.set (~11–15 GB/s across memories here).
+   */
+  copyIn(offsetBytes: number, source: Uint8Array): void {
+    assert(offsetBytes >= 0 && offsetBytes + source.length <= this.lengthBytes, 'copy inside the folio');
+    const core = this.mapping.cache.core;
+    const memory = core.bytes();
+    if (source.buffer === memory.buffer) core.kernels.bytesCopy(this.dataPtr + offsetBytes, source.byteOffset, source.length);
+    else memory.set(source, this.dataPtr + offsetBytes);
+  }
+
+  /** Copy folio bytes [offsetBytes, offsetBytes + target.length) into target (same rule as copyIn). */
+  copyOut(offsetBytes: number, target: Uint8Array): void {
+    assert(offsetBytes >= 0 && offsetBytes + target.length <= this.lengthBytes, 'copy inside the folio');
+    const core = this.mapping.cache.core;
+    const memory = core.bytes();
+    if (target.buffer === memory.buffer) core.kernels.bytesCopy(target.byteOffset, this.dataPtr + offsetBytes, target.length);
+    else target.set(memory.subarray(this.dataPtr + offsetBytes, this.dataPtr + offsetBytes + target.length));
+  }
+
   /** Zero folio bytes [fromBytes, toBytes) with the wasm kernel (memory.fill: ~30x TypedArray.fill here). */
   zeroBytes(fromBytes: number, toBytes: number): void {
     assert(fromBytes >= 0 && fromBytes <= toBytes && toBytes <= this.lengthBytes, 'zero range inside the folio');

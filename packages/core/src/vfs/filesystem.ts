@@ -296,6 +296,19 @@ export class Ext4Filesystem {
     return this.exclusive(body);
   }
 
+  /**
+   * A Buffer inside the engine's shared memory: reads into it and writes from it move
+   * data with memory.copy inside wasm memory (about twice TypedArray.set across memories
+   * here). Up to 16 MiB per mount in all; give it back with freeBuffer().
+   */
+  allocBuffer(lengthBytes: number): Buffer {
+    return this.files.allocBuffer(lengthBytes);
+  }
+
+  freeBuffer(buffer: Uint8Array): void {
+    this.files.freeBuffer(buffer);
+  }
+
   /** The open filesystem's internals, for engine code and tests (not a stable API). */
   get internals(): Ext4Super {
     return this.ext4;
