@@ -8,8 +8,13 @@
  *                  model, and writes/reads of its own stripes of a shared file; returns
  *                  its models for the parent to compare with the engine's view
  *   errors         ENOENT, EBADF, EFBIG, EISDIR raised by the engine, as seen here
+ *   pattern        writes of one byte value (role writer) or truncates and punches (role
+ *                  chopper) racing other clients on the same file; every read must show
+ *                  only 0 or that byte — another value is another file's data
  *   dieHoldingLease  speaks the wire protocol by hand: takes a write lease, copies half,
  *                  exits without committing (a client gone mid-request)
+ *   writeAndExit   a write that returned, then process.exit at once (its commit notice
+ *                  unsent: the COMMIT word must carry it)
  *   flood          keeps writes and reads in flight until the parent terminates it
  *
  * Plain JavaScript over the built package (packages/core/dist): a Worker needs a JS entry.
@@ -216,6 +221,45 @@ async function dieHoldingLease({ path }) {
   process.exit(7); // gone, holding the lease: no commit
 }
 
+/** Every byte read from `path` must be 0 or `byte`: anything else came from another file. */
+function checkBytes(bytes, allowed, what) {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 0 && bytes[i] !== allowed) throw new Error(`${what}: byte ${bytes[i]} at ${i}, only 0 and ${allowed} were ever written`);
+  }
+}
+
+async function pattern({ path, byte, ops, seed, fileBytesMax, role }) {
+  const client = connectFilesystem(handle);
+  const rng = seededRandom(seed);
+  const fh = await client.open(path, 'r+');
+  const counts = {};
+  for (let op = 0; op < ops; op++) {
+    const choice = below(rng, 100);
+    const name = role === 'writer' ? (choice < 75 ? 'write' : 'read') : choice < 30 ? 'truncate' : choice < 60 ? 'punch' : 'read';
+    counts[name] = (counts[name] ?? 0) + 1;
+    const at = below(rng, fileBytesMax);
+    const length = 1 + below(rng, 2 * MiB);
+    if (name === 'write') await fh.write(Buffer.alloc(length, byte), 0, length, at);
+    else if (name === 'truncate') await fh.truncate(below(rng, fileBytesMax));
+    else if (name === 'punch') await fh.fallocate(constants.FALLOC_FL_PUNCH_HOLE | constants.FALLOC_FL_KEEP_SIZE, at, length);
+    else {
+      const got = Buffer.alloc(length);
+      const { bytesRead } = await fh.read(got, 0, length, at);
+      checkBytes(got.subarray(0, bytesRead), byte, `${path} read at ${at}`);
+    }
+  }
+  await fh.close();
+  await client.close();
+  return counts;
+}
+
+async function writeAndExit({ path, seed, bytes }) {
+  const client = connectFilesystem(handle);
+  const fh = await client.open(path, 'w');
+  await fh.write(bytesOf(seededRandom(seed), bytes), 0, bytes, 0);
+  process.exit(5); // at once: the commit notice of the last part has not been sent yet
+}
+
 async function flood({ path, seed }) {
   const client = connectFilesystem(handle);
   const rng = seededRandom(seed);
@@ -231,7 +275,7 @@ async function flood({ path, seed }) {
   }
 }
 
-const tasks = { workload, errors, dieHoldingLease, flood };
+const tasks = { workload, errors, pattern, dieHoldingLease, writeAndExit, flood };
 try {
   const result = await tasks[task.kind](task);
   parentPort.postMessage({ ok: true, result });

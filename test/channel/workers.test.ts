@@ -4,7 +4,8 @@
  * stripes of one shared file at the same time, checked against models in each thread and
  * then against the engine's view, the saved image (e2fsck -fn) and a remount; engine
  * errors arrive as FsErrors; a client that dies holding a write lease, or is terminated
- * with requests in flight, leaves an engine that goes on serving.
+ * with requests in flight, leaves an engine that goes on serving; a client that exits
+ * right after a write returned keeps that write.
  *
  * Cost: ~1,000 ops over 4 threads on a 256 MiB memory image with a 32 MiB cache (the
  * writeback pool on), one image save + e2fsck; a few seconds on 2 shared cores.
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ext4, MemoryDevice, mkfs, serveFilesystem, type Ext4Filesystem, type FilesystemHandle, type FilesystemServer } from '@ext4ts/core';
+import { seededRandom } from '../../packages/core/src/random.js';
 import { ensureWritebackWorkerBuilt } from '../../packages/core/src/writeback/testing.js';
 import { e2fsck } from '../helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
@@ -70,6 +72,18 @@ async function fsckClean(fs: Ext4Filesystem, device: MemoryDevice, name: string)
   return image;
 }
 
+/** client-worker.mjs's bytesOf(seededRandom(seed), length). */
+function seeded(seed: number, length: number): Buffer {
+  const rng = seededRandom(seed);
+  const out = Buffer.alloc(length);
+  let word = 0;
+  for (let i = 0; i < length; i++) {
+    if ((i & 3) === 0) word = rng();
+    out[i] = (word >>> ((i & 3) * 8)) & 0xff;
+  }
+  return out;
+}
+
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -113,6 +127,32 @@ describe('channel with worker threads', () => {
     await again.unmount();
   });
 
+  it('truncates and punches racing client writes on the same file, under cache pressure, never show or leave another file\'s bytes (both paths)', async () => {
+    for (const buffered of ['iomap', 'buffer_head'] as const) {
+      const device = MemoryDevice.create({ sizeBytes: 128 * MiB });
+      await mkfs(device, {});
+      const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 8 * MiB, writebackThreads: 1, buffered });
+      const server = serveFilesystem(fs);
+      const files = [['/a', 0x41], ['/b', 0x42]] as const;
+      for (const [path] of files) await fs.writeFile(path, Buffer.alloc(0));
+      const fileBytesMax = 6 * MiB;
+      const clients = files.flatMap(([path, byte], k) => [
+        startClient(server.connect(), { kind: 'pattern', role: 'writer', path, byte, ops: 60, seed: 10 + k, fileBytesMax }),
+        startClient(server.connect(), { kind: 'pattern', role: 'chopper', path, byte, ops: 60, seed: 20 + k, fileBytesMax }),
+      ]);
+      const outcomes = await Promise.all(clients.map((c) => c.outcome));
+      for (const outcome of outcomes) expect(outcome.error, `${buffered}: ${outcome.error}`).toBeUndefined();
+      for (const [path, byte] of files) {
+        const data = await fs.readFile(path);
+        expect(data.every((b) => b === 0 || b === byte), `${buffered} ${path}`).toBe(true);
+      }
+      expect(server.stats().leases).toBe(0);
+      await server.close();
+      fs.files.cache.checkInvariants();
+      await fsckClean(fs, device, `race-${buffered}.img`);
+    }
+  });
+
   it('engine errors reach a client thread as FsErrors with code, syscall and path: ENOENT, EBADF, EFBIG, EISDIR', async () => {
     const { fs, device } = await freshFs(16 * MiB);
     const server = serveFilesystem(fs);
@@ -131,13 +171,15 @@ describe('channel with worker threads', () => {
     await fsckClean(fs, device, 'errors.img');
   });
 
-  it('a client that exits holding a write lease, and one terminated with requests in flight, do not wedge the engine', async () => {
+  it('a client that exits holding a write lease, and one terminated with requests in flight, do not wedge the engine; one exiting right after a write keeps it', async () => {
     const { fs, device } = await freshFs(16 * MiB);
     const server = serveFilesystem(fs);
     const before = Buffer.alloc(4 * MiB, 0x11);
     await fs.writeFile('/victim', before);
     const dying = startClient(server.connect(), { kind: 'dieHoldingLease', path: '/victim' });
     expect((await dying.outcome).exitCode).toBe(7);
+    const hasty = startClient(server.connect(), { kind: 'writeAndExit', path: '/hasty', seed: 3, bytes: 3 * MiB + 5 });
+    expect((await hasty.outcome).exitCode).toBe(5);
     const flooding = startClient(server.connect(), { kind: 'flood', path: '/victim', seed: 9 });
     for (let waitedMs = 0; flooding.messages.length === 0; waitedMs += 5) {
       expect(waitedMs).toBeLessThan(20_000);
@@ -148,6 +190,7 @@ describe('channel with worker threads', () => {
     await untilConnections(server, 0);
     expect(server.stats().leases).toBe(0);
     expect(server.stats().leasesAborted).toBeGreaterThanOrEqual(1);
+    expect((await fs.readFile('/hasty')).equals(seeded(3, 3 * MiB + 5))).toBe(true);
     // The engine serves the same file as before: a new client writes and reads it back.
     await fs.writeFile('/shared-2', Buffer.alloc(64 * 1024));
     const { outcome } = startClient(server.connect(), {

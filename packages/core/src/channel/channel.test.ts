@@ -15,7 +15,7 @@ import { FsError } from '../vfs/errors.js';
 import { Ext4, type Ext4Filesystem } from '../vfs/filesystem.js';
 import { connectFilesystem } from './client.js';
 import { serveFilesystem, type FilesystemServer } from './server.js';
-import type { Answer, FilesystemHandle, WriteBeginAnswer } from './protocol.js';
+import { CONTROL_COMMIT_BASE, type Answer, type FilesystemHandle, type WriteBeginAnswer } from './protocol.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,12 +40,13 @@ async function expectFsError(promise: Promise<unknown>, code: string): Promise<F
 }
 
 /** Speak the wire protocol by hand (to hold a lease and vanish). */
-function rawClient(handle: FilesystemHandle): { request<T>(body: object): Promise<T>; port: MessagePort } {
+function rawClient(handle: FilesystemHandle): { request<T>(body: object): Promise<T>; port: MessagePort; control: Int32Array } {
   let nextId = 1;
   const waiters = new Map<number, (answer: Answer) => void>();
   handle.port.on('message', (answer: Answer) => waiters.get(answer.id)?.(answer));
   return {
     port: handle.port,
+    control: new Int32Array(handle.control),
     request<T>(body: object): Promise<T> {
       const id = nextId++;
       handle.port.postMessage({ ...body, id });
@@ -198,6 +199,27 @@ describe('channel (one thread)', () => {
     await closeAll(server, fs);
   });
 
+  it('a write lease whose client stored its COMMIT word and vanished before saying so is committed, not zeroed', async () => {
+    const fs = await mounted();
+    const server = serveFilesystem(fs);
+    const raw = rawClient(server.connect());
+    const { fd } = await raw.request<{ fd: number }>({ op: 'open', path: '/c', flags: 'w+' });
+    const lease = await raw.request<WriteBeginAnswer>({ op: 'writeBegin', fd, positionBytes: 0, lengthBytes: 256 * 1024, slot: 1 });
+    const memory = new Uint8Array(fs.files.core.memory.buffer);
+    const data = pattern(lease.bytes, 8);
+    let at = 0;
+    for (let i = 0; i < lease.pieces.length; i += 2) {
+      memory.set(data.subarray(at, at + lease.pieces[i + 1]), lease.pieces[i]);
+      at += lease.pieces[i + 1];
+    }
+    Atomics.store(raw.control, CONTROL_COMMIT_BASE + 1, lease.lease);
+    raw.port.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.stats()).toMatchObject({ leases: 0, leasesAborted: 0, connections: 0 });
+    expect((await fs.readFile('/c')).equals(data)).toBe(true);
+    await closeAll(server, fs);
+  });
+
   it('a truncate waits for a prepared write to commit; the write then lands before it', async () => {
     const fs = await mounted();
     const server = serveFilesystem(fs);
@@ -210,7 +232,8 @@ describe('channel (one thread)', () => {
     expect(truncated).toBe(false);
     const memory = new Uint8Array(fs.files.core.memory.buffer);
     memory.fill(0x5a, lease.pieces[0], lease.pieces[0] + lease.pieces[1]);
-    raw.port.postMessage({ op: 'commit', lease: lease.lease });
+    Atomics.store(raw.control, CONTROL_COMMIT_BASE + 0, lease.lease);
+    raw.port.postMessage({ op: 'leases', commits: [lease.lease] });
     await truncating;
     const data = await fs.readFile('/t');
     expect(data.equals(Buffer.alloc(100, 0x5a))).toBe(true);
@@ -232,7 +255,28 @@ describe('channel (one thread)', () => {
     const copied = Buffer.from(memory.subarray(answer.pieces[0], answer.pieces[0] + answer.pieces[1]));
     expect(copied.equals(pattern(2 * MiB, 5).subarray(0, answer.pieces[1]))).toBe(true);
     expect(fs.files.cache.stats().lruFolioCount).toBeLessThan(fs.files.cache.stats().folioCount);
-    raw.port.postMessage({ op: 'release', lease: answer.lease });
+    raw.port.postMessage({ op: 'leases', releases: [answer.lease] });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(server.stats().leases).toBe(0);
+    raw.port.close();
+    await closeAll(server, fs);
+  });
+
+  it('holds a client to one lease per staging slot; releases riding on a request end before it runs', async () => {
+    const fs = await mounted();
+    const server = serveFilesystem(fs, { slotCount: 2 });
+    await fs.writeFile('/l', pattern(MiB, 7));
+    const raw = rawClient(server.connect());
+    const { fd } = await raw.request<{ fd: number }>({ op: 'open', path: '/l', flags: 'r' });
+    const read = (slot: number, releases?: number[]) => raw.request<{ lease: number }>({ op: 'read', fd, positionBytes: 0, lengthBytes: 64 * 1024, slot, releases });
+    const first = await read(0);
+    const second = await read(1);
+    const refused = await read(0).then(() => undefined, (e: { code?: string }) => e);
+    expect(refused?.code).toBe('EINVAL');
+    const third = await read(0, [first.lease]);
+    expect(third.lease).toBeGreaterThan(0);
+    expect(server.stats().leases).toBe(2);
+    raw.port.postMessage({ op: 'leases', releases: [second.lease, third.lease] });
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(server.stats().leases).toBe(0);
     raw.port.close();

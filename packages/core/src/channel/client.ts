@@ -10,12 +10,12 @@
  *   read(buf, 0, n, pos)  ─ request ─▶ engine pins the cached folios
  *                         ◀─ pieces ─  [ptr, len]* in the shared wasm memory
  *   buf.set(memory[ptr, +len))         ← the copy, on this thread
- *                         ─ release ─▶ engine unpins                     (one-way)
+ *                         ─ release ─▶ engine unpins    (rides on the next request)
  *
  *   write(buf, 0, n, pos) ─ request ─▶ engine reserves, locks and pins the folios
  *                         ◀─ pieces ─
  *   memory.set(buf, ptr)               ← the copy, on this thread
- *                         ─ commit ──▶ engine marks them dirty, unlocks   (one-way)
+ *                         ─ commit ──▶ engine marks them dirty, unlocks (rides on the next request)
  *
  * Small transfers (≤ handle.stagedBytesMax), reads of data not cached yet and writes on a
  * buffer_head mount go through one of the connection's staging slots instead (protocol.ts).
@@ -41,7 +41,7 @@ import type { FileHandle, ReadOptions, ReadResult, TimeLike, WriteResult } from 
 import type { BigIntStats, Stats } from '../vfs/stats.js';
 import type { WasmMemory } from '../wasm/webassembly.js';
 import {
-  CHANNEL_PROTOCOL_VERSION, CHANNEL_REQUESTS_IN_FLIGHT_MAX, CONTROL_CLIENT_PUBLISH, CONTROL_ENGINE_PUBLISH,
+  CHANNEL_PROTOCOL_VERSION, CHANNEL_REQUESTS_IN_FLIGHT_MAX, CONTROL_CLIENT_PUBLISH, CONTROL_COMMIT_BASE, CONTROL_ENGINE_PUBLISH,
   errorFromWire, valueFromWire,
   type Answer, type FilesystemHandle, type FsMethod, type HandleMethod, type Notice, type OpenAnswer, type ReadAnswer,
   type Request, type WireValue, type WriteBeginAnswer, type WriteStagedAnswer,
@@ -79,6 +79,10 @@ class ClientChannel {
   private readonly slotWaiters: Array<(slot: number) => void> = [];
   private nextId = 1;
   private closedError: Error | null = null;
+  /** Lease ends not sent yet (they ride on the next request, or go alone next turn). */
+  private releases: number[] = [];
+  private commits: number[] = [];
+  private noticeScheduled = false;
 
   constructor(handle: FilesystemHandle) {
     if (handle?.version !== CHANNEL_PROTOCOL_VERSION) {
@@ -126,12 +130,50 @@ class ClientChannel {
     const id = this.nextId++;
     const answer = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     if (this.pending.size === 1) this.port.ref();
-    this.port.postMessage({ ...body, id } as Request);
+    const request = { ...body, id } as Request;
+    this.takeNotices(request);
+    this.port.postMessage(request);
     return answer as Promise<T>;
   }
 
-  notify(notice: Notice): void {
-    if (this.closedError === null) this.port.postMessage(notice);
+  // Move the queued lease ends onto a message.
+  private takeNotices(message: Request | Notice): void {
+    if (this.releases.length > 0) {
+      message.releases = this.releases;
+      this.releases = [];
+    }
+    if (this.commits.length > 0) {
+      message.commits = this.commits;
+      this.commits = [];
+    }
+  }
+
+  /** A read lease is done with: its end rides on the next request (or goes next turn). */
+  release(lease: number): void {
+    this.releases.push(lease);
+    this.scheduleNotices();
+  }
+
+  /**
+   * A write lease's bytes are in: the COMMIT word of its slot says so at once (the engine
+   * trusts it even if this thread dies now), and the notice rides on the next request.
+   */
+  commit(lease: number, slot: number): void {
+    Atomics.store(this.controlWords, CONTROL_COMMIT_BASE + slot, lease);
+    this.commits.push(lease);
+    this.scheduleNotices();
+  }
+
+  private scheduleNotices(): void {
+    if (this.noticeScheduled) return;
+    this.noticeScheduled = true;
+    setImmediate(() => {
+      this.noticeScheduled = false;
+      if (this.closedError !== null) return;
+      const notice: Notice = { op: 'leases' };
+      this.takeNotices(notice);
+      if (notice.releases !== undefined || notice.commits !== undefined) this.port.postMessage(notice);
+    });
   }
 
   async acquireSlot(): Promise<number> {
@@ -195,7 +237,7 @@ async function readAt(channel: ClientChannel, fd: number, target: Uint8Array, po
         try {
           copyFromPieces(channel, answer.pieces, target, done);
         } finally {
-          channel.notify({ op: 'release', lease: answer.lease });
+          channel.release(answer.lease);
         }
       }
     } finally {
@@ -263,8 +305,7 @@ async function writeStep(channel: ClientChannel, fd: number, source: Uint8Array,
     try {
       copyIntoPieces(channel, answer.pieces, source.subarray(0, answer.bytes));
     } finally {
-      channel.publishClientBytes();
-      channel.notify({ op: 'commit', lease: answer.lease });
+      channel.commit(answer.lease, slot);
     }
     return answer;
   } finally {

@@ -14,12 +14,15 @@
  *   read       { read fd pos len slot } ─────────▶ readPinned: cached uptodate folios, pinned
  *              ◀─── { lease, pieces [ptr len]*, bytes, eof }    (publish: ENGINE word)
  *     copy wasm memory[ptr, +len) → caller's buffer (here, in parallel with other clients)
- *              { release lease } ────────────────▶ put() each folio             (no answer)
+ *              { release lease } ────────────────▶ put() each folio  (no answer; riding
+ *                                                   on the client's next request)
  *
- *   write      { writeBegin fd pos len } ─────────▶ writeBegin: folios locked + pinned,
+ *   write      { writeBegin fd pos len slot } ────▶ writeBegin: folios locked + pinned,
  *              ◀─── { lease, pos, pieces, bytes }   delalloc reserved, i_size raised
- *     copy caller's buffer → wasm memory[ptr, +len)                 (publish: CLIENT word)
- *              { commit lease } ─────────────────▶ uptodate + dirty, unlock, put (no answer)
+ *     copy caller's buffer → wasm memory[ptr, +len)
+ *     Atomics.store(COMMIT word of the slot, lease)                  (the publish)
+ *              { commit lease } ─────────────────▶ uptodate + dirty, unlock, put (no answer;
+ *                                                   riding on the client's next request)
  *
  *   staged     small reads and writes (≤ stagedBytesMax), reads of what is not cached yet,
  *              and every write on the buffer_head path: the bytes go through the request's
@@ -27,18 +30,25 @@
  *
  * Leases. Pieces point into folios the engine keeps pinned (reads) or locked and pinned
  * (writes) until release / commit, so eviction, writeback and truncate never free or
- * reuse memory a client is copying. A connection whose port closes (the client thread
- * exited, crashed, or was terminated) has its leases ended by the engine: read pins put,
- * prepared writes zeroed and committed (iomapWriteAbort). No lease ever times out while
- * its client lives: a live client may still be copying.
+ * reuse memory a client is copying. Releases and commits travel with the client's next
+ * request (a sequential reader or writer then wakes the engine thread once per call, not
+ * twice), or alone one client event-loop turn later when no request follows. A write
+ * lease belongs to the slot its request held: the engine zeroes the slot's COMMIT word
+ * at begin, the client stores the lease id there after its copy — before its write()
+ * returns. That word outlives the client's thread, so a connection whose port closes
+ * (the client exited, crashed, or was terminated) has each write lease committed if its
+ * word says so and aborted otherwise (zeroed, then committed: iomapWriteAbort); read pins
+ * are put. No lease ever times out while its client lives: a live client may still be
+ * copying.
  *
  * Ordering (wasm/layout.ts's publish rule). Bytes handed across threads are published by
  * an Atomics RMW on a control word after the last write and read with Atomics.load by the
  * receiver before its first read: the engine bumps CONTROL_ENGINE_PUBLISH before an
  * answer whose pieces or slot it filled; the client bumps CONTROL_CLIENT_PUBLISH after
- * copying into folios or a slot and before the commit / staged write that hands them
- * over. The message itself also orders them in practice; the words make the rule explicit
- * and cost ~10 ns.
+ * copying into a slot and before the staged write that hands it over, and stores the
+ * COMMIT word after copying into folios (the engine loads it before committing). The
+ * message itself also orders them in practice; the words make the rule explicit and cost
+ * ~10 ns.
  *
  * Errors cross as plain fields (WireError): structured cloning keeps an Error's message
  * but drops `code`, `syscall`, `path` and the FsError brand, so the engine copies them out
@@ -47,8 +57,8 @@
  * Cost per request: one message each way (~17 µs round trip here, measured; a
  * SharedArrayBuffer ring woken by Atomics.waitAsync was no faster, 19–28 µs, and a
  * blocking Atomics.wait ring saved ~4 µs at the price of blocking the client's event
- * loop), plus for a pinned read one one-way release and for a folio write one one-way
- * commit. Bytes copied: pinned read and folio write once, on the client thread; staged
+ * loop), plus for a pinned read a release and for a folio write a commit, which ride on
+ * the next request when there is one. Bytes copied: pinned read and folio write once, on the client thread; staged
  * twice (client ⇄ slot ⇄ folio), one of them on the engine thread.
  */
 import { Buffer } from 'node:buffer';
@@ -98,7 +108,18 @@ assert(CHANNEL_SLOT_COUNT_MAX <= CHANNEL_REQUESTS_IN_FLIGHT_MAX, 'slots never ou
 export const CONTROL_ENGINE_PUBLISH = 0;
 /** Client → engine publish counter. */
 export const CONTROL_CLIENT_PUBLISH = 1;
-export const CONTROL_WORD_COUNT = 2;
+/**
+ * Word CONTROL_COMMIT_BASE + slot: the write lease of that slot is committed when it holds
+ * the lease's id. The engine stores 0 when it makes the lease (no request of the client
+ * can be using the slot then); the client stores the id after its copy (publish rule);
+ * the engine loads it at the commit notice, or when the connection closes.
+ */
+export const CONTROL_COMMIT_BASE = 2;
+
+/** i32 words of a connection's control buffer. */
+export function controlWordCount(slotCount: number): number {
+  return CONTROL_COMMIT_BASE + slotCount;
+}
 
 // ─── The handle given to a client thread ────────────────────────────────────────────────
 
@@ -111,7 +132,7 @@ export interface FilesystemHandle {
   readonly port: MessagePort;
   /** The engine's shared wasm memory: folio data lives in it. */
   readonly memory: WasmMemory;
-  /** CONTROL_WORD_COUNT i32 words. */
+  /** controlWordCount(slotCount) i32 words. */
   readonly control: SharedArrayBuffer;
   /** slotCount × slotBytes bytes. */
   readonly staging: SharedArrayBuffer;
@@ -136,7 +157,11 @@ export type FsMethod = (typeof FS_METHODS)[number];
 export const HANDLE_METHODS = ['stat', 'truncate', 'sync', 'datasync', 'fallocate', 'chmod', 'chown', 'utimes', 'seek', 'fiemap'] as const;
 export type HandleMethod = (typeof HANDLE_METHODS)[number];
 
-export type Request =
+/**
+ * Every request may carry `releases` (read leases the client is done with) and `commits`
+ * (write leases whose COMMIT word it stored), ended in that order before the request runs.
+ */
+export type Request = (
   | { id: number; op: 'fs'; method: FsMethod; args: unknown[] }
   | { id: number; op: 'open'; path: string | Uint8Array; flags: string | number; mode: number | string | undefined }
   | { id: number; op: 'fh'; fd: number; method: HandleMethod; args: unknown[] }
@@ -144,10 +169,13 @@ export type Request =
   | { id: number; op: 'read'; fd: number; positionBytes: number; lengthBytes: number; slot: number }
   | { id: number; op: 'writeBegin'; fd: number; positionBytes: number; lengthBytes: number; slot: number }
   | { id: number; op: 'writeStaged'; fd: number; positionBytes: number; lengthBytes: number; slot: number }
-  | { id: number; op: 'disconnect' };
+  | { id: number; op: 'disconnect' }
+) & LeaseNotices;
 
-/** One-way messages (no id, no answer). */
-export type Notice = { op: 'release'; lease: number } | { op: 'commit'; lease: number };
+export interface LeaseNotices { releases?: number[]; commits?: number[] }
+
+/** The one-way message (no id, no answer): lease ends that found no request to ride on. */
+export type Notice = { op: 'leases' } & LeaseNotices;
 
 export type Answer = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
 

@@ -45,9 +45,9 @@ import type { FileWriteLease, FolioPiece } from '../ext4/file.js';
 import {
   CHANNEL_PROTOCOL_VERSION, CHANNEL_REQUEST_BYTES_MAX, CHANNEL_REQUEST_CACHE_SHARE_DIVISOR, CHANNEL_SLOT_BYTES_DEFAULT,
   CHANNEL_SLOT_BYTES_MAX, CHANNEL_SLOT_BYTES_MIN, CHANNEL_SLOT_COUNT_DEFAULT, CHANNEL_SLOT_COUNT_MAX,
-  CHANNEL_STAGED_BYTES_MAX_DEFAULT, CHANNEL_WRITE_FOLIOS_MAX, CONTROL_CLIENT_PUBLISH, CONTROL_ENGINE_PUBLISH,
-  CONTROL_WORD_COUNT, FS_METHODS, HANDLE_METHODS, flatPieces, wireErrorOf, wireValueOf,
-  type Answer, type FilesystemHandle, type Notice, type OpenAnswer, type ReadAnswer, type Request,
+  CHANNEL_STAGED_BYTES_MAX_DEFAULT, CHANNEL_WRITE_FOLIOS_MAX, CONTROL_CLIENT_PUBLISH, CONTROL_COMMIT_BASE,
+  CONTROL_ENGINE_PUBLISH, FS_METHODS, HANDLE_METHODS, controlWordCount, flatPieces, wireErrorOf, wireValueOf,
+  type Answer, type FilesystemHandle, type LeaseNotices, type Notice, type OpenAnswer, type ReadAnswer, type Request,
   type WriteBeginAnswer, type WriteStagedAnswer,
 } from './protocol.js';
 
@@ -73,7 +73,7 @@ export interface ServerStats {
   stagedWriteBytes: number;
   /** Leases open now. */
   leases: number;
-  /** Leases the engine ended because their client went away (reads put, writes zeroed and committed). */
+  /** Leases whose client went away first: read pins put, and writes not committed (zeroed, then committed). */
   leasesAborted: number;
 }
 
@@ -112,7 +112,7 @@ export class FilesystemServer {
   connect(): FilesystemHandle {
     if (this.closed) throw new FsError('EIO', { syscall: 'connect', detail: 'the filesystem server is closed' });
     const { port1, port2 } = new MessageChannel();
-    const control = new SharedArrayBuffer(4 * CONTROL_WORD_COUNT);
+    const control = new SharedArrayBuffer(4 * controlWordCount(this.slotCount));
     const staging = new SharedArrayBuffer(this.slotCount * this.slotBytes);
     const connection = new Connection(this, port1, control, staging);
     this.connections.add(connection);
@@ -169,7 +169,7 @@ interface OpenFile {
 
 type Lease =
   | { kind: 'read'; pieces: FolioPiece[] }
-  | { kind: 'write'; lease: FileWriteLease; turnDone: () => void };
+  | { kind: 'write'; lease: FileWriteLease; slot: number; turnDone: () => void };
 
 class Connection {
   private readonly files = new Map<number, OpenFile>();
@@ -198,10 +198,8 @@ class Connection {
 
   private onMessage(message: Request | Notice): void {
     if (this.closed) return;
-    if (message.op === 'release' || message.op === 'commit') {
-      this.endLease(message.lease, message.op);
-      return;
-    }
+    this.endLeases(message);
+    if (message.op === 'leases') return;
     this.server.counters.requests++;
     const running = this.answer(message).then(
       (value) => this.post({ id: message.id, ok: true, value }),
@@ -222,7 +220,7 @@ class Connection {
       case 'fh': return this.callHandle(request.fd, request.method, request.args);
       case 'close': return this.close(request.fd);
       case 'read': return this.read(request.fd, request.positionBytes, request.lengthBytes, request.slot);
-      case 'writeBegin': return this.writeBegin(request.fd, request.positionBytes, request.lengthBytes);
+      case 'writeBegin': return this.writeBegin(request.fd, request.positionBytes, request.lengthBytes, request.slot);
       case 'writeStaged': return this.writeStaged(request.fd, request.positionBytes, request.lengthBytes, request.slot);
       case 'disconnect': return this.closeFiles();
     }
@@ -302,8 +300,14 @@ class Connection {
     return Math.min(lengthBytes, this.server.requestBytesMax);
   }
 
+  // Leases are bounded by slots: a client holds a slot for each data request in flight.
+  private checkLeaseRoom(syscall: string): void {
+    if (this.leases.size >= this.server.slotCount) throw new FsError('EINVAL', { syscall, detail: `more than ${this.server.slotCount} leases in flight (one per slot)` });
+  }
+
   private async read(fd: number, positionBytes: number, lengthBytes: number, slot: number): Promise<ReadAnswer> {
     const file = this.dataFile(fd, 'read');
+    this.checkLeaseRoom('read');
     const length = this.requestLength(lengthBytes);
     const files = this.fs.files;
     return tagged('read', file.path, async () => {
@@ -326,8 +330,13 @@ class Connection {
     });
   }
 
-  private async writeBegin(fd: number, positionBytes: number, lengthBytes: number): Promise<WriteBeginAnswer> {
+  private async writeBegin(fd: number, positionBytes: number, lengthBytes: number, slot: number): Promise<WriteBeginAnswer> {
     const file = this.dataFile(fd, 'write');
+    this.checkLeaseRoom('write');
+    this.slot(slot, 0);
+    for (const lease of this.leases.values()) {
+      if (lease.kind === 'write' && lease.slot === slot) throw new FsError('EINVAL', { syscall: 'write', detail: `slot ${slot} still holds a write lease` });
+    }
     const length = this.requestLength(lengthBytes);
     if (length === 0) throw new FsError('EINVAL', { syscall: 'write', path: file.path, detail: 'a two-phase write has bytes' });
     const turnDone = await this.server.writeTurn(file.ino);
@@ -339,7 +348,7 @@ class Connection {
       turnDone();
       throw error;
     }
-    const id = this.addLease({ kind: 'write', lease, turnDone });
+    const id = this.addLease({ kind: 'write', lease, slot, turnDone });
     this.server.counters.folioWriteBytes += lease.lengthBytes;
     return { lease: id, positionBytes: lease.posBytes, bytes: lease.lengthBytes, pieces: flatPieces(lease.pieces) };
   }
@@ -369,24 +378,35 @@ class Connection {
   private addLease(lease: Lease): number {
     const id = this.nextLease++;
     this.leases.set(id, lease);
-    if (this.closed) this.endLease(id, 'abort');
+    if (lease.kind === 'write') Atomics.store(this.controlWords, CONTROL_COMMIT_BASE + lease.slot, 0);
+    if (this.closed) this.endLease(id, 'gone');
     return id;
   }
 
-  private endLease(id: number, how: 'release' | 'commit' | 'abort'): void {
+  private endLeases(notices: LeaseNotices): void {
+    if (notices.releases !== undefined) for (const id of notices.releases) this.endLease(id, 'release');
+    if (notices.commits !== undefined) for (const id of notices.commits) this.endLease(id, 'commit');
+  }
+
+  /**
+   * End a lease: 'release' a read, 'commit' a write, or — its client 'gone' — put a read's
+   * pins and commit or abort a write as its COMMIT word says.
+   */
+  private endLease(id: number, how: 'release' | 'commit' | 'gone'): void {
     const lease = this.leases.get(id);
     if (lease === undefined) return; // a confused client: nothing to end
-    if (how !== 'abort' && (lease.kind === 'read') !== (how === 'release')) return;
+    if (how !== 'gone' && (lease.kind === 'read') !== (how === 'release')) return;
     this.leases.delete(id);
-    if (how === 'abort') this.server.counters.leasesAborted++;
     if (lease.kind === 'read') {
       for (const piece of lease.pieces) piece.folio.put();
+      if (how === 'gone') this.server.counters.leasesAborted++;
       return;
     }
-    if (how === 'commit') {
-      Atomics.load(this.controlWords, CONTROL_CLIENT_PUBLISH);
+    // The client stored the id after its copy (protocol.ts): this load orders its bytes before ours.
+    if (Atomics.load(this.controlWords, CONTROL_COMMIT_BASE + lease.slot) === id) {
       lease.lease.commit();
     } else {
+      this.server.counters.leasesAborted++;
       lease.lease.abort();
     }
     lease.turnDone();
@@ -402,9 +422,9 @@ class Connection {
     this.closed = true;
     this.port.close();
     // Leases first: requests in flight may wait on them (a write turn, a folio lock).
-    for (const id of [...this.leases.keys()]) this.endLease(id, 'abort');
+    for (const id of [...this.leases.keys()]) this.endLease(id, 'gone');
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
-    for (const id of [...this.leases.keys()]) this.endLease(id, 'abort');
+    for (const id of [...this.leases.keys()]) this.endLease(id, 'gone');
     await this.closeFiles();
     this.server.forget(this);
   }
