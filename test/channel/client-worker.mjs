@@ -13,8 +13,8 @@
  *                  only 0 or that byte — another value is another file's data
  *   dieHoldingLease  speaks the wire protocol by hand: takes a write lease, copies half,
  *                  exits without committing (a client gone mid-request)
- *   writeAndExit   a write that returned, then process.exit at once (its commit notice
- *                  unsent: the COMMIT word must carry it)
+ *   writeAndExit   a write that returned, then process.exit at once (the engine must
+ *                  still commit its last part: notice and COMMIT word are both out)
  *   flood          keeps writes and reads in flight until the parent terminates it
  *
  * Plain JavaScript over the built package (packages/core/dist): a Worker needs a JS entry.
@@ -257,7 +257,7 @@ async function writeAndExit({ path, seed, bytes }) {
   const client = connectFilesystem(handle);
   const fh = await client.open(path, 'w');
   await fh.write(bytesOf(seededRandom(seed), bytes), 0, bytes, 0);
-  process.exit(5); // at once: the commit notice of the last part has not been sent yet
+  process.exit(5); // at once, before the engine has handled the commit of the last part
 }
 
 async function flood({ path, seed }) {

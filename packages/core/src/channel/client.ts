@@ -15,7 +15,7 @@
  *   write(buf, 0, n, pos) ─ request ─▶ engine reserves, locks and pins the folios
  *                         ◀─ pieces ─
  *   memory.set(buf, ptr)               ← the copy, on this thread
- *                         ─ commit ──▶ engine marks them dirty, unlocks (rides on the next request)
+ *                         ─ commit ──▶ engine marks them dirty, unlocks          (one-way)
  *
  * Small transfers (≤ handle.stagedBytesMax), reads of data not cached yet and writes on a
  * buffer_head mount go through one of the connection's staging slots instead (protocol.ts).
@@ -27,6 +27,10 @@
  * longer than handle.requestBytesMax is a loop of requests: another client's write may
  * land between two of its parts. The port keeps this thread alive only while requests
  * are in flight; close() ends the connection (the engine closes this client's files).
+ *
+ * A read's pins are let go with the next request (or one event-loop turn later): a client
+ * that blocks its thread right after a read holds them meanwhile — at most slotCount
+ * requests' folios, memory the cache cannot evict until then.
  *
  * Cost per call: one round trip (~17 µs measured between two threads here) plus the
  * copy on this thread (TypedArray.set between the wasm memory and the caller's buffer,
@@ -79,7 +83,7 @@ class ClientChannel {
   private readonly slotWaiters: Array<(slot: number) => void> = [];
   private nextId = 1;
   private closedError: Error | null = null;
-  /** Lease ends not sent yet (they ride on the next request, or go alone next turn). */
+  /** Lease ends not sent yet (they ride on the next request, or go alone next turn; commits never wait). */
   private releases: number[] = [];
   private commits: number[] = [];
   private noticeScheduled = false;
@@ -155,13 +159,20 @@ class ClientChannel {
   }
 
   /**
-   * A write lease's bytes are in: the COMMIT word of its slot says so at once (the engine
-   * trusts it even if this thread dies now), and the notice rides on the next request.
+   * A write lease's bytes are in: the COMMIT word of its slot says so (the publish; the
+   * engine trusts it even if this thread dies now), and the notice goes at once. It could
+   * ride on the next request as releases do (one engine wake less per write: 1 MiB writes
+   * ~111 against ~137 µs, measured), but the folios stay locked until it arrives, and a
+   * client that blocks its thread after write() returned (Atomics.wait on another client
+   * that reads those bytes) would then deadlock.
    */
   commit(lease: number, slot: number): void {
     Atomics.store(this.controlWords, CONTROL_COMMIT_BASE + slot, lease);
     this.commits.push(lease);
-    this.scheduleNotices();
+    if (this.closedError !== null) return;
+    const notice: Notice = { op: 'leases' };
+    this.takeNotices(notice);
+    this.port.postMessage(notice);
   }
 
   private scheduleNotices(): void {

@@ -21,8 +21,7 @@
  *              ◀─── { lease, pos, pieces, bytes }   delalloc reserved, i_size raised
  *     copy caller's buffer → wasm memory[ptr, +len)
  *     Atomics.store(COMMIT word of the slot, lease)                  (the publish)
- *              { commit lease } ─────────────────▶ uptodate + dirty, unlock, put (no answer;
- *                                                   riding on the client's next request)
+ *              { commit lease } ─────────────────▶ uptodate + dirty, unlock, put (no answer)
  *
  *   staged     small reads and writes (≤ stagedBytesMax), reads of what is not cached yet,
  *              and every write on the buffer_head path: the bytes go through the request's
@@ -30,9 +29,10 @@
  *
  * Leases. Pieces point into folios the engine keeps pinned (reads) or locked and pinned
  * (writes) until release / commit, so eviction, writeback and truncate never free or
- * reuse memory a client is copying. Releases and commits travel with the client's next
- * request (a sequential reader or writer then wakes the engine thread once per call, not
- * twice), or alone one client event-loop turn later when no request follows. A write
+ * reuse memory a client is copying. Releases travel with the client's next request (a
+ * sequential reader then wakes the engine thread once per call, not twice), or alone one
+ * client event-loop turn later when no request follows; commits go at once (client.ts
+ * says why). A write
  * lease belongs to the slot its request held: the engine zeroes the slot's COMMIT word
  * at begin, the client stores the lease id there after its copy — before its write()
  * returns. That word outlives the client's thread, so a connection whose port closes
@@ -57,8 +57,8 @@
  * Cost per request: one message each way (~17 µs round trip here, measured; a
  * SharedArrayBuffer ring woken by Atomics.waitAsync was no faster, 19–28 µs, and a
  * blocking Atomics.wait ring saved ~4 µs at the price of blocking the client's event
- * loop), plus for a pinned read a release and for a folio write a commit, which ride on
- * the next request when there is one. Bytes copied: pinned read and folio write once, on the client thread; staged
+ * loop), plus for a folio write a one-way commit (a pinned read's release rides on the
+ * next request). Bytes copied: pinned read and folio write once, on the client thread; staged
  * twice (client ⇄ slot ⇄ folio), one of them on the engine thread.
  */
 import { Buffer } from 'node:buffer';
