@@ -48,6 +48,12 @@ export interface BenchFs {
    * engine through this: a connection per clone, and a close once the group is done.
    */
   clientThreads?: ClientThreads;
+  /**
+   * When present, the engine's own I/O buffer for a slot (ext4ts: fs.allocBuffer, a
+   * buffer inside its shared memory that it copies to and from with memory.copy — the
+   * fast path its API offers). The executor fills it with the same pattern bytes.
+   */
+  ioBuffer?(slot: number, lengthBytes: number): Uint8Array | undefined;
 }
 
 /** How worker-thread clones reach an engine (ext4ts: its client channel). */
@@ -240,7 +246,14 @@ export function summariseLatency(samples: Float64Array): LatencySummary | undefi
 
 /** Run one group (its jobs side by side, each job's clones side by side); results in job order. */
 export async function executeGroup(fs: BenchFs, group: JobGroup, options: ExecuteOptions = {}): Promise<JobRun[]> {
-  const pattern = scratchBuffer(0, Math.max(LAYOUT_CHUNK_BYTES, ...group.map((job) => job.bsBytes)));
+  const plainPattern = scratchBuffer(0, Math.max(LAYOUT_CHUNK_BYTES, ...group.map((job) => job.bsBytes)));
+  const buffer = (slot: number, lengthBytes: number): Uint8Array => {
+    const own = fs.ioBuffer?.(slot, lengthBytes);
+    if (own === undefined) return scratchBuffer(slot, lengthBytes);
+    own.set(scratchBuffer(slot, lengthBytes).subarray(0, lengthBytes));
+    return own;
+  };
+  const pattern = buffer(0, plainPattern.length);
   for (const job of group) await prepareJob(fs, job, pattern);
   if (group.some((job) => job.invalidate)) await fs.dropCaches();
   if (fs.clientThreads !== undefined) return executeGroupInThreads(fs.clientThreads, group, options);
@@ -254,7 +267,7 @@ export async function executeGroup(fs: BenchFs, group: JobGroup, options: Execut
     for (const job of group) {
       for (let cloneIndex = 0; cloneIndex < job.numjobs; cloneIndex++) {
         const file = await fs.open(cloneFileName(job, cloneIndex));
-        const readBuffer = scratchBuffer(1 + runs.length, job.bsBytes);
+        const readBuffer = buffer(1 + runs.length, job.bsBytes);
         runs.push({ file, job, cloneIndex, readBuffer, writeBuffer: pattern, latency: latencyByJob.get(job)! });
       }
     }

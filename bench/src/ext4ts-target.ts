@@ -117,6 +117,22 @@ class Ext4tsFs implements BenchFs {
 
   get filesystem(): Ext4Filesystem { return this.fs; }
 
+  /** Buffers in the engine's shared memory per slot, for this mount (freed at remount: they belong to its memory). */
+  private ioBuffers = new Map<number, Uint8Array>();
+
+  ioBuffer(slot: number, lengthBytes: number): Uint8Array | undefined {
+    const known = this.ioBuffers.get(slot);
+    if (known !== undefined && known.length >= lengthBytes) return known.subarray(0, lengthBytes);
+    if (known !== undefined) { this.fs.freeBuffer(known); this.ioBuffers.delete(slot); }
+    try {
+      const buffer = this.fs.allocBuffer(lengthBytes);
+      this.ioBuffers.set(slot, buffer);
+      return buffer;
+    } catch {
+      return undefined; // the engine's region is full: plain buffers for the rest
+    }
+  }
+
   async sizeOf(name: string): Promise<number | undefined> {
     try {
       return (await this.fs.stat(`/${name}`)).size as number;
@@ -137,6 +153,7 @@ class Ext4tsFs implements BenchFs {
     }
   }
   async dropCaches(): Promise<void> {
+    this.ioBuffers.clear();
     await this.fs.unmount();
     this.fs = await this.remount();
   }
