@@ -25,16 +25,38 @@
  *   other    ─▶ the Ext4Filesystem or FileHandle method of that name
  *
  * A client that goes away (port 'close': its thread exited, crashed, was terminated, or
- * disconnected) has its leases ended — read pins put, prepared writes zeroed and committed
- * — after the requests it had in flight settle, and its files closed (an unlinked inode
- * is freed at its last close as usual). Nothing a client does can wedge the engine
- * except holding a lease while alive.
+ * disconnected) has its leases ended — read pins put, prepared writes committed if their
+ * COMMIT word says the copy was done, else zeroed and committed — after the requests it
+ * had in flight settle, and its files closed (an unlinked inode is freed at its last
+ * close as usual). Nothing a client does can wedge the engine except holding a lease
+ * while alive.
  *
  * Cost per request on the engine thread: one message in, one out, a Map lookup; a pinned
  * read walks its folios (one lookup + one bitmap test + a pin per folio); a folio write is
  * the iomap write minus its copy (begin per mapping, lock + partial-block fill per folio)
  * plus one journal handle for mtime at most every TIME_UPDATE_MS; commit is two bitmap
- * updates and an unlock per folio.
+ * updates and an unlock per folio. Measured (one client thread, cached data, 2 shared
+ * cores; engine time = the engine's event-loop busy share × time per request):
+ *
+ *                   per request   engine time   same call on the engine thread, no channel
+ *   read 4 KiB      ~30 µs        ~16–20 µs     ~10–20 µs    staged
+ *   read 1 MiB      ~70 µs        ~12–15 µs     ~55 µs       pinned: the copy is the client's
+ *   write 4 KiB     ~30 µs        ~20 µs        ~12 µs       staged
+ *   write 1 MiB     ~140 µs       ~50 µs        ~50 µs       lease (engine time includes
+ *                                                            the writeback it triggers)
+ *
+ * So the fixed cost is the hand-off between threads (~15–20 µs of engine time, most of it
+ * waking threads): one engine thread serves some 50,000 small requests a second in all,
+ * while large transfers scale with client threads. numjobs clients, each on its own 256
+ * MiB file, 1 MiB blocks (aggregate MiB/s, medians of 7 repetitions in each of 3 runs):
+ *
+ *                       numjobs 1      2                      4                      engine thread alone
+ *   sequential read     8.8k–12.0k     13.7k–17.4k (1.1–2.0x)  20.0k–21.8k (1.8–2.3x)  15.7k–16.7k
+ *   write + fsync       4.4k–5.0k      5.3k–6.3k   (1.2–1.3x)  6.8k–7.2k   (1.4–1.7x)  5.1k–6.6k
+ *
+ * (The read file is cached; the writes overwrite it and fsync, the writeback pool with one
+ * thread. Two cores copy ~29–33k MiB/s at most; these cores are shared with other VMs,
+ * hence the spread.)
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { assert } from '../assert.js';
