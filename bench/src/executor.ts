@@ -17,7 +17,7 @@
  * (~0.1 µs), nothing per byte: every call reuses one page-aligned buffer per clone.
  */
 import type { TransferListItem } from 'node:worker_threads';
-import { allocAligned } from '@ext4ts/core';
+import { allocAligned, seededUnitRandom as seededRandom } from '@ext4ts/core';
 import {
   cloneFileName, isRandomJob, isReadJob, type JobGroup, type JobSpec,
 } from './job.js';
@@ -93,18 +93,6 @@ export interface ExecuteOptions {
 const LATENCY_SAMPLES_MAX = 1 << 20;
 const LAYOUT_CHUNK_BYTES = 1024 * 1024;
 const MIB = 1024 * 1024;
-
-/** A small seeded PRNG (mulberry32): unit floats, reproducible per seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Block indexes in the order a job visits them: in order, or each once in a seeded random order. */
 export function blockOrder(job: JobSpec, cloneIndex: number): Uint32Array {

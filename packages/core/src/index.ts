@@ -18,3 +18,5 @@ export { type WriteResult, type TimeLike } from './vfs/file-handle.js';
 export { Ext4Mount, type MountOpenOptions } from './ext4/mount.js';
 export { processOrphans } from './ext4/namei-write.js';
 export * from './channel/index.js';
+/** The project's one seeded PRNG (tests, fault plans, benchmarks' random offsets). */
+export { seededRandom, seededUnitRandom, randomBelow } from './random.js';
