@@ -1,5 +1,5 @@
 /**
- * A client thread of channel.test.ts: connects to the served filesystem given in
+ * A client thread of workers.test.ts: connects to the served filesystem given in
  * workerData.handle and runs workerData.task, then posts { ok, result } (or { ok: false,
  * error }) to its parent.
  *

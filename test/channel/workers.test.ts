@@ -5,7 +5,8 @@
  * then against the engine's view, the saved image (e2fsck -fn) and a remount; engine
  * errors arrive as FsErrors; a client that dies holding a write lease, or is terminated
  * with requests in flight, leaves an engine that goes on serving; a client that exits
- * right after a write returned keeps that write.
+ * right after a write returned keeps that write; an engine in a worker of its own serves
+ * the main thread and another worker.
  *
  * Cost: ~1,000 ops over 4 threads on a 256 MiB memory image with a 32 MiB cache (the
  * writeback pool on), one image save + e2fsck; a few seconds on 2 shared cores.
@@ -15,7 +16,9 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Ext4, MemoryDevice, mkfs, serveFilesystem, type Ext4Filesystem, type FilesystemHandle, type FilesystemServer } from '@ext4ts/core';
+import {
+  Ext4, FsError, MemoryDevice, connectFilesystem, mkfs, serveFilesystem, type Ext4Filesystem, type FilesystemHandle, type FilesystemServer,
+} from '@ext4ts/core';
 import { seededRandom } from '../../packages/core/src/random.js';
 import { ensureWritebackWorkerBuilt } from '../../packages/core/src/writeback/testing.js';
 import { e2fsck } from '../helpers/e2fs.js';
@@ -82,6 +85,11 @@ function seeded(seed: number, length: number): Buffer {
     out[i] = (word >>> ((i & 3) * 8)) & 0xff;
   }
   return out;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(FsError.is(error, code as never), String(error)).toBe(true);
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -151,6 +159,37 @@ describe('channel with worker threads', () => {
       fs.files.cache.checkInvariants();
       await fsckClean(fs, device, `race-${buffered}.img`);
     }
+  });
+
+  it('an engine in a worker thread of its own serves the main thread and another worker', async () => {
+    const device = MemoryDevice.create({ sizeBytes: 128 * MiB });
+    await mkfs(device, {});
+    const engine = new Worker(new URL('./engine-worker.mjs', import.meta.url), { workerData: { device: device.handle(), clients: 2, cacheBytes: 16 * MiB } });
+    const { handles } = await new Promise<{ handles: FilesystemHandle[] }>((resolve, reject) => {
+      engine.once('message', resolve);
+      engine.once('error', reject);
+    });
+    const client = connectFilesystem(handles[0]);
+    await client.writeFile('/shared', Buffer.alloc(128 * 1024));
+    const other = startClient(handles[1], {
+      kind: 'workload', seed: 5, ops: 80, ownPath: '/other', sharedPath: '/shared', stripeBytes: 64 * 1024, stripeCount: 2,
+      workerCount: 2, index: 1, fileBytesMax: 4 * MiB,
+    });
+    const data = seeded(11, 5 * MiB + 3);
+    await client.writeFile('/main', data);
+    expect((await client.readFile('/main') as Buffer).equals(data)).toBe(true);
+    expect((await client.stat('/main')).size).toBe(data.length);
+    await expectCode(client.open('/nope'), 'ENOENT');
+    const outcome = await other.outcome;
+    expect(outcome.error, outcome.error).toBeUndefined();
+    await client.close();
+    engine.postMessage('stop');
+    await new Promise((resolve) => engine.once('message', resolve));
+    await engine.terminate();
+    const image = join(tmp.dir, 'engine-worker.img');
+    await device.saveImage(image);
+    const fsck = await e2fsck(image);
+    expect(fsck.clean, fsck.output).toBe(true);
   });
 
   it('engine errors reach a client thread as FsErrors with code, syscall and path: ENOENT, EBADF, EFBIG, EISDIR', async () => {
