@@ -28,7 +28,6 @@ import type { BlockDevice } from '../device/block-device.js';
 import type { Folio } from '../mm/folio.js';
 import type { AddressSpace } from '../mm/mapping.js';
 import type { PageCache } from '../mm/page-cache.js';
-import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import { type BufferReadahead, blockRead, createBufferReadahead } from '../buffer/block-read.js';
 import { BufferState, getBlockAwait } from '../buffer/buffer-head.js';
 import {
@@ -43,6 +42,7 @@ import type { IoendSubmit } from '../iomap/writeback.js';
 import type { Ext4DataPath } from './data-path.js';
 import { Ext4BufferInode, chooseWriteGetBlock, ext4BlockWritebackOps, ext4GetBlockRead } from './get_block.js';
 import type { Ext4InodeState } from './map_blocks.js';
+import { PathInodes } from './path-inodes.js';
 import type { Ext4Mount } from './mount.js';
 
 export interface BufferHeadPathOptions {
@@ -69,8 +69,7 @@ class BufferHeadPath implements Ext4DataPath {
   readonly name = 'buffer_head' as const;
   readonly cache: PageCache;
   private readonly device: BlockDevice;
-  private readonly inodes = new WeakMap<Ext4InodeState, Ext4BufferInode>();
-  private readonly byMapping = new Map<AddressSpace, Ext4BufferInode>();
+  private readonly inodes: PathInodes<Ext4BufferInode>;
   private readonly writeback: BlockWritepagesOptions;
   private readonly zero: BlockZeroOptions;
 
@@ -82,23 +81,15 @@ class BufferHeadPath implements Ext4DataPath {
       submit: options.submit === undefined ? undefined : viaIoends(options.submit),
     };
     this.zero = { readGetBlock: ext4GetBlockRead, device: this.device };
-    this.cache.setWritebackOps(blockCacheWritebackOps((mapping) => {
-      const inode = this.byMapping.get(mapping);
-      if (inode === undefined) throw new Error('writeback of a mapping this path does not own');
-      return inode;
-    }, this.writeback));
+    this.inodes = new PathInodes(this.cache, (state) => {
+      assert(state.mount === this.mount, 'the inode belongs to this path\'s mount');
+      return new Ext4BufferInode(state, this.cache.createMapping({ blockBytes: state.blockSizeBytes, orderMax: 0, owner: state }));
+    });
+    this.cache.setWritebackOps(blockCacheWritebackOps((mapping) => this.inodes.ofMapping(mapping), this.writeback));
   }
 
   private inode(state: Ext4InodeState): Ext4BufferInode {
-    let inode = this.inodes.get(state);
-    if (inode === undefined) {
-      assert(state.mount === this.mount, 'the inode belongs to this path\'s mount');
-      const mapping = this.cache.createMapping({ blockBytes: state.blockSizeBytes, orderMax: 0, owner: state });
-      inode = new Ext4BufferInode(state, mapping);
-      this.inodes.set(state, inode);
-      this.byMapping.set(mapping, inode);
-    }
-    return inode;
+    return this.inodes.of(state);
   }
 
   private writeOptions(inode: Ext4BufferInode): BlockWriteOptions {
@@ -157,7 +148,7 @@ class BufferHeadPath implements Ext4DataPath {
   }
 
   hasDirtyOrWriteback(state: Ext4InodeState, startBytes: number, endBytes: number): boolean {
-    const inode = this.inodes.get(state);
+    const inode = this.inodes.peek(state);
     return inode !== undefined && blockRangeNeedsWriteback(inode, startBytes, endBytes);
   }
 
@@ -170,29 +161,16 @@ class BufferHeadPath implements Ext4DataPath {
     return this.inode(state).mapping;
   }
 
-  async syncAll(): Promise<void> {
-    for (const inode of [...this.byMapping.values()]) {
-      if (inode.mapping.dirtyFolioCount === 0 && inode.mapping.writebackFolioCount === 0) continue;
-      await blockWriteAndWait(inode, 0, Infinity, this.writeback);
-    }
+  syncAll(): Promise<void> {
+    return this.inodes.syncAll((inode) => blockWriteAndWait(inode, 0, Infinity, this.writeback));
   }
 
-  async evict(state: Ext4InodeState): Promise<void> {
-    const inode = this.inodes.get(state);
-    if (inode === undefined) return;
-    await blockTruncatePagecacheRange(inode, 0, Infinity);
-    inode.mapping.invalidateRange(0, PAGE_INDEX_LIMIT);
-    this.inodes.delete(state);
-    this.byMapping.delete(inode.mapping);
-    this.cache.releaseMapping(inode.mapping);
+  evict(state: Ext4InodeState): Promise<void> {
+    return this.inodes.evict(state, (inode) => blockTruncatePagecacheRange(inode, 0, Infinity));
   }
 
   async close(): Promise<void> {
-    for (const inode of [...this.byMapping.values()]) {
-      this.byMapping.delete(inode.mapping);
-      this.inodes.delete(inode.state);
-      this.cache.releaseMapping(inode.mapping);
-    }
+    this.inodes.releaseAll();
     this.cache.setWritebackOps(null);
   }
 }

@@ -28,10 +28,10 @@ import {
   type IomapWritebackOptions, type IoendSubmit, inlineSubmit, iomapCacheWritebackOps, iomapWriteAndWait, writebackErrorCheck,
 } from '../iomap/writeback.js';
 import { type IomapZeroOptions, iomapTruncatePage, iomapZeroRange, rangeNeedsWriteback, truncatePagecacheRange } from '../iomap/zero.js';
-import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Ext4DataPath } from './data-path.js';
 import { Ext4IomapInode, chooseWriteOps, ext4IomapReadOps, ext4WritebackOps } from './iomap_ops.js';
 import type { Ext4InodeState } from './map_blocks.js';
+import { PathInodes } from './path-inodes.js';
 
 export interface IomapPathOptions {
   cache: PageCache;
@@ -50,8 +50,7 @@ class IomapPath implements Ext4DataPath {
   readonly name = 'iomap' as const;
   readonly cache: PageCache;
   private readonly device: BlockDevice;
-  private readonly inodes = new WeakMap<Ext4InodeState, Ext4IomapInode>();
-  private readonly byMapping = new Map<AddressSpace, Ext4IomapInode>();
+  private readonly inodes: PathInodes<Ext4IomapInode>;
   private readonly writeback: IomapWritebackOptions;
   private readonly orderMax: number | undefined;
 
@@ -61,22 +60,14 @@ class IomapPath implements Ext4DataPath {
     this.orderMax = options.largeFolios ? undefined : 0;
     const memoryBytes = (): Uint8Array => this.cache.core.bytes();
     this.writeback = { ops: ext4WritebackOps, device: this.device, submit: options.submit ?? inlineSubmit(this.device, memoryBytes) };
-    this.cache.setWritebackOps(iomapCacheWritebackOps((mapping) => {
-      const inode = this.byMapping.get(mapping);
-      if (inode === undefined) throw new Error('writeback of a mapping this path does not own');
-      return inode;
-    }, this.writeback));
+    this.inodes = new PathInodes(this.cache, (state) => new Ext4IomapInode(
+      state, this.cache.createMapping({ blockBytes: state.blockSizeBytes, orderMax: this.orderMax }),
+    ));
+    this.cache.setWritebackOps(iomapCacheWritebackOps((mapping) => this.inodes.ofMapping(mapping), this.writeback));
   }
 
   private inode(state: Ext4InodeState): Ext4IomapInode {
-    let inode = this.inodes.get(state);
-    if (inode === undefined) {
-      const mapping = this.cache.createMapping({ blockBytes: state.blockSizeBytes, orderMax: this.orderMax });
-      inode = new Ext4IomapInode(state, mapping);
-      this.inodes.set(state, inode);
-      this.byMapping.set(mapping, inode);
-    }
-    return inode;
+    return this.inodes.of(state);
   }
 
   private zeroOptions(inode: Ext4IomapInode): IomapZeroOptions {
@@ -122,7 +113,7 @@ class IomapPath implements Ext4DataPath {
   }
 
   hasDirtyOrWriteback(state: Ext4InodeState, startBytes: number, endBytes: number): boolean {
-    const inode = this.inodes.get(state);
+    const inode = this.inodes.peek(state);
     return inode !== undefined && rangeNeedsWriteback(inode, startBytes, endBytes);
   }
 
@@ -135,29 +126,16 @@ class IomapPath implements Ext4DataPath {
     return this.inode(state).mapping;
   }
 
-  async syncAll(): Promise<void> {
-    for (const inode of [...this.byMapping.values()]) {
-      if (inode.mapping.dirtyFolioCount === 0 && inode.mapping.writebackFolioCount === 0) continue;
-      await iomapWriteAndWait(inode, 0, Infinity, this.writeback);
-    }
+  syncAll(): Promise<void> {
+    return this.inodes.syncAll((inode) => iomapWriteAndWait(inode, 0, Infinity, this.writeback));
   }
 
-  async evict(state: Ext4InodeState): Promise<void> {
-    const inode = this.inodes.get(state);
-    if (inode === undefined) return;
-    await truncatePagecacheRange(inode, 0, Infinity);
-    inode.mapping.invalidateRange(0, PAGE_INDEX_LIMIT);
-    this.inodes.delete(state);
-    this.byMapping.delete(inode.mapping);
-    this.cache.releaseMapping(inode.mapping);
+  evict(state: Ext4InodeState): Promise<void> {
+    return this.inodes.evict(state, (inode) => truncatePagecacheRange(inode, 0, Infinity));
   }
 
   async close(): Promise<void> {
-    for (const inode of [...this.byMapping.values()]) {
-      this.byMapping.delete(inode.mapping);
-      this.inodes.delete(inode.state);
-      this.cache.releaseMapping(inode.mapping);
-    }
+    this.inodes.releaseAll();
     this.cache.setWritebackOps(null);
   }
 }
