@@ -58,20 +58,14 @@ export function checkInodeNumber(ext4: Ext4Super, ino: number): void {
   }
 }
 
-function timesOf(raw: Inode): Pick<Ext4Inode, 'atime' | 'mtime' | 'ctime' | 'crtime'> {
-  // An extra field exists only when i_extra_isize covers it (decodeInode reads absent ones as 0).
-  const extra = raw.extraIsize;
-  const has = (offsetEnd: number): boolean => 128 + extra >= offsetEnd;
-  return {
-    ctime: decodeTime(raw.ctime, has(0x88) ? raw.ctimeExtra : undefined),
-    mtime: decodeTime(raw.mtime, has(0x8c) ? raw.mtimeExtra : undefined),
-    atime: decodeTime(raw.atime, has(0x90) ? raw.atimeExtra : undefined),
-    crtime: has(0x94) ? decodeTime(raw.crtime, has(0x98) ? raw.crtimeExtra : undefined) : undefined,
-  };
-}
-
-/** Turn an on-disk inode into the engine's view of it. */
+/**
+ * Turn an on-disk inode into the engine's view of it. (One object literal, no spread of
+ * a helper's: mount.writeInode builds a view at every change, per block on the
+ * buffer_head path.) An extra time field exists only when i_extra_isize covers it
+ * (decodeInode reads absent ones as 0).
+ */
 export function inodeFromDisk(ext4: Ext4Super, ino: number, raw: Inode): Ext4Inode {
+  const extraEnd = 128 + raw.extraIsize;
   return {
     ino,
     mode: raw.mode,
@@ -82,7 +76,10 @@ export function inodeFromDisk(ext4: Ext4Super, ino: number, raw: Inode): Ext4Ino
     sectors512: inodeSectors512(raw, ext4.hugeFile, ext4.blockSizeBytes),
     flags: raw.flags,
     generation: raw.generation,
-    ...timesOf(raw),
+    ctime: decodeTime(raw.ctime, extraEnd >= 0x88 ? raw.ctimeExtra : undefined),
+    mtime: decodeTime(raw.mtime, extraEnd >= 0x8c ? raw.mtimeExtra : undefined),
+    atime: decodeTime(raw.atime, extraEnd >= 0x90 ? raw.atimeExtra : undefined),
+    crtime: extraEnd >= 0x94 ? decodeTime(raw.crtime, extraEnd >= 0x98 ? raw.crtimeExtra : undefined) : undefined,
     dtime: raw.dtime,
     fileAcl: raw.fileAcl,
     block: raw.block,

@@ -28,25 +28,49 @@ export function nodeMaxEntries(blockSizeBytes: number): number {
   return Math.floor((blockSizeBytes - EXTENT_HEADER_BYTES) / EXTENT_ENTRY_BYTES);
 }
 
-function dv(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.length);
+// Little-endian fields read and written byte by byte: a DataView per call would be an
+// allocation per extent entry (the buffer_head path decodes and encodes entries for
+// every block it allocates). Entry offsets are checked against the node, as DataView would.
+function entryAt(node: Uint8Array, index: number): number {
+  const o = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
+  if (index < 0 || o + EXTENT_ENTRY_BYTES > node.length) throw corrupted(`extent entry ${index} lies past its ${node.length}-byte node`);
+  return o;
+}
+
+function u16(b: Uint8Array, o: number): number {
+  return b[o] | (b[o + 1] << 8);
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+}
+
+function put16(b: Uint8Array, o: number, value: number): void {
+  b[o] = value;
+  b[o + 1] = value >>> 8;
+}
+
+function put32(b: Uint8Array, o: number, value: number): void {
+  b[o] = value;
+  b[o + 1] = value >>> 8;
+  b[o + 2] = value >>> 16;
+  b[o + 3] = value >>> 24;
 }
 
 export function decodeExtentHeader(node: Uint8Array): ExtentHeader {
-  const v = dv(node);
-  if (node.length < EXTENT_HEADER_BYTES || v.getUint16(0, true) !== EXTENT_MAGIC) {
+  if (node.length < EXTENT_HEADER_BYTES || u16(node, 0) !== EXTENT_MAGIC) {
     throw corrupted('extent node has a bad magic');
   }
-  return { entries: v.getUint16(2, true), max: v.getUint16(4, true), depth: v.getUint16(6, true), generation: v.getUint32(8, true) };
+  return { entries: u16(node, 2), max: u16(node, 4), depth: u16(node, 6), generation: u32(node, 8) };
 }
 
 export function encodeExtentHeader(node: Uint8Array, h: ExtentHeader): void {
-  const v = dv(node);
-  v.setUint16(0, EXTENT_MAGIC, true);
-  v.setUint16(2, h.entries, true);
-  v.setUint16(4, h.max, true);
-  v.setUint16(6, h.depth, true);
-  v.setUint32(8, h.generation, true);
+  if (node.length < EXTENT_HEADER_BYTES) throw corrupted('extent node too short for its header');
+  put16(node, 0, EXTENT_MAGIC);
+  put16(node, 2, h.entries);
+  put16(node, 4, h.max);
+  put16(node, 6, h.depth);
+  put32(node, 8, h.generation);
 }
 
 /**
@@ -79,14 +103,13 @@ export function checkExtentNode(node: Uint8Array, expectedDepth: number, maxFit:
 }
 
 export function decodeExtent(node: Uint8Array, index: number): Extent {
-  const v = dv(node);
-  const o = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
-  const rawLen = v.getUint16(o + 4, true);
+  const o = entryAt(node, index);
+  const rawLen = u16(node, o + 4);
   const unwritten = rawLen > EXT_INIT_MAX_LEN;
   return {
-    lblk: v.getUint32(o, true),
+    lblk: u32(node, o),
     len: unwritten ? rawLen - EXT_INIT_MAX_LEN : rawLen,
-    pblk: v.getUint16(o + 6, true) * 2 ** 32 + v.getUint32(o + 8, true),
+    pblk: u16(node, o + 6) * 2 ** 32 + u32(node, o + 8),
     unwritten,
   };
 }
@@ -95,27 +118,24 @@ export function encodeExtent(node: Uint8Array, index: number, e: Extent): void {
   if (e.unwritten ? e.len > EXT_UNWRITTEN_MAX_LEN : e.len > EXT_INIT_MAX_LEN) {
     throw corrupted(`extent length ${e.len} too large`);
   }
-  const v = dv(node);
-  const o = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
-  v.setUint32(o, e.lblk, true);
-  v.setUint16(o + 4, e.unwritten ? e.len + EXT_INIT_MAX_LEN : e.len, true);
-  v.setUint16(o + 6, Math.floor(e.pblk / 2 ** 32), true);
-  v.setUint32(o + 8, e.pblk % 2 ** 32, true);
+  const o = entryAt(node, index);
+  put32(node, o, e.lblk);
+  put16(node, o + 4, e.unwritten ? e.len + EXT_INIT_MAX_LEN : e.len);
+  put16(node, o + 6, Math.floor(e.pblk / 2 ** 32));
+  put32(node, o + 8, e.pblk % 2 ** 32);
 }
 
 export function decodeExtentIndex(node: Uint8Array, index: number): ExtentIndex {
-  const v = dv(node);
-  const o = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
-  return { lblk: v.getUint32(o, true), leaf: v.getUint16(o + 8, true) * 2 ** 32 + v.getUint32(o + 4, true) };
+  const o = entryAt(node, index);
+  return { lblk: u32(node, o), leaf: u16(node, o + 8) * 2 ** 32 + u32(node, o + 4) };
 }
 
 export function encodeExtentIndex(node: Uint8Array, index: number, x: ExtentIndex): void {
-  const v = dv(node);
-  const o = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
-  v.setUint32(o, x.lblk, true);
-  v.setUint32(o + 4, x.leaf % 2 ** 32, true);
-  v.setUint16(o + 8, Math.floor(x.leaf / 2 ** 32), true);
-  v.setUint16(o + 10, 0, true);
+  const o = entryAt(node, index);
+  put32(node, o, x.lblk);
+  put32(node, o + 4, x.leaf % 2 ** 32);
+  put16(node, o + 8, Math.floor(x.leaf / 2 ** 32));
+  put16(node, o + 10, 0);
 }
 
 /** Offset of the tail checksum in a block node: just past `max` entries. */
@@ -124,20 +144,20 @@ export function extentTailOffset(max: number): number {
 }
 
 export function extentBlockChecksum(block: Uint8Array, inodeSeed: number): number {
-  const max = dv(block).getUint16(4, true);
-  return crc32c(inodeSeed, block, 0, extentTailOffset(max));
+  return crc32c(inodeSeed, block, 0, extentTailOffset(u16(block, 4)));
 }
 
 export function sealExtentBlock(block: Uint8Array, inodeSeed: number): void {
-  const max = dv(block).getUint16(4, true);
-  dv(block).setUint32(extentTailOffset(max), extentBlockChecksum(block, inodeSeed), true);
+  const tail = extentTailOffset(u16(block, 4));
+  if (tail + 4 > block.length) throw corrupted(`extent block max ${u16(block, 4)} leaves no room for its tail`);
+  put32(block, tail, extentBlockChecksum(block, inodeSeed));
 }
 
 export function verifyExtentBlock(block: Uint8Array, inodeSeed: number, pblk: number): void {
-  const max = dv(block).getUint16(4, true);
+  const max = u16(block, 4);
   const tail = extentTailOffset(max);
   if (tail + 4 > block.length) throw corrupted(`extent block ${pblk} max ${max} leaves no room for its tail`);
-  const stored = dv(block).getUint32(tail, true);
+  const stored = u32(block, tail);
   const want = extentBlockChecksum(block, inodeSeed);
   if (stored !== want) throw badChecksum(`extent block ${pblk} checksum 0x${stored.toString(16)} != 0x${want.toString(16)}`);
 }

@@ -53,7 +53,7 @@ export const inodeStruct = defineStruct('inode', 160, [
   { name: 'crtimeExtra', offset: 0x94, kind: 'u32' },
   { name: 'versionHi', offset: 0x98, kind: 'u32' },
   { name: 'projid', offset: 0x9c, kind: 'u32' },
-] as const);
+] as const, { rawKey: 'raw' });
 
 export type InodeFields = StructValue<typeof inodeStruct.fields>;
 export interface Inode extends InodeFields {
@@ -72,7 +72,7 @@ export function decodeInode(slot: Uint8Array, inodeSize: number): Inode {
   const raw = slot.slice(0, inodeSize);
   let extra = 0;
   if (inodeSize > GOOD_OLD_INODE_SIZE) {
-    extra = new DataView(raw.buffer).getUint16(EXTRA_ISIZE_OFFSET, true);
+    extra = raw[EXTRA_ISIZE_OFFSET] | (raw[EXTRA_ISIZE_OFFSET + 1] << 8);
     if (extra % 4 !== 0 || GOOD_OLD_INODE_SIZE + extra > inodeSize) throw corrupted(`i_extra_isize ${extra} invalid`);
   }
   const inode = inodeStruct.decode(raw, 0, presentBytes(inodeSize, extra)) as Inode;
@@ -99,7 +99,7 @@ export function encodeInodeInPlace(inode: InodeFields, slot: Uint8Array): void {
 /** Whether the slot has room for i_checksum_hi (i_extra_isize ≥ 4). */
 function hasCsumHi(raw: Uint8Array): boolean {
   if (raw.length <= GOOD_OLD_INODE_SIZE) return false;
-  return new DataView(raw.buffer, raw.byteOffset).getUint16(EXTRA_ISIZE_OFFSET, true) >= 4;
+  return (raw[EXTRA_ISIZE_OFFSET] | (raw[EXTRA_ISIZE_OFFSET + 1] << 8)) >= 4;
 }
 
 /** The per-inode seed: crc32c(crc32c(fsSeed, le32 ino), le32 generation). */
@@ -119,9 +119,12 @@ export function inodeChecksum(raw: Uint8Array, inodeSeed: number): number {
 
 export function writeInodeChecksum(raw: Uint8Array, inodeSeed: number): void {
   const sum = inodeChecksum(raw, inodeSeed);
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
-  view.setUint16(CSUM_LO_OFFSET, sum & 0xffff, true);
-  if (hasCsumHi(raw)) view.setUint16(CSUM_HI_OFFSET, sum >>> 16, true);
+  raw[CSUM_LO_OFFSET] = sum;
+  raw[CSUM_LO_OFFSET + 1] = sum >>> 8;
+  if (hasCsumHi(raw)) {
+    raw[CSUM_HI_OFFSET] = sum >>> 16;
+    raw[CSUM_HI_OFFSET + 1] = sum >>> 24;
+  }
 }
 
 function isAllZero(bytes: Uint8Array): boolean {

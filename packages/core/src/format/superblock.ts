@@ -115,7 +115,7 @@ export const superblockStruct = defineStruct('superblock', SUPERBLOCK_SIZE_BYTES
   { name: 'encodingFlags', offset: 0x27e, kind: 'u16' },
   { name: 'orphanFileInum', offset: 0x280, kind: 'u32' },
   { name: 'checksum', offset: CHECKSUM_OFFSET, kind: 'u32' },
-] as const);
+] as const, { rawKey: 'raw' });
 
 export type SuperblockFields = StructValue<typeof superblockStruct.fields>;
 /** A decoded superblock; `raw` keeps the exact bytes read so unknown fields survive encode. */
