@@ -20,4 +20,20 @@ describe('MetaCache', () => {
     expect(cache.get('x')).toBe(2);
     expect(() => new MetaCache(0)).toThrow(/positive/);
   });
+
+  it('MetaCache leaves a hit among the newest half in place and still evicts only old entries', () => {
+    const cache = new MetaCache<number, number>(8); // newest half: the last 4 moves
+    for (let k = 0; k < 8; k++) cache.set(k, k);
+    expect(cache.get(6)).toBe(6); // among the newest 4: not moved
+    cache.set(8, 8); // evicts 0, the oldest
+    expect(cache.get(0)).toBeUndefined();
+    expect(cache.get(1)).toBe(1); // old: moved to the newest end
+    for (let k = 9; k < 13; k++) cache.set(k, k); // 4 more moves push 2..5 out... until the bound
+    expect(cache.get(1)).toBe(1); // moved 4 moves ago: still inside
+    expect([cache.get(2), cache.get(3), cache.get(4), cache.get(5)]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(cache.size).toBe(8);
+    cache.set(12, 120); // a hot replace: in place
+    expect(cache.get(12)).toBe(120);
+    expect(cache.size).toBe(8);
+  });
 });
