@@ -82,11 +82,18 @@ async function randomAllocFree(mount: Ext4Mount, seed: number, steps: number): P
         }
       }
     });
-    if (random() < 0.2) await mount.sync();
+    const groupsFree = (): number => mount.ext4.groups.reduce((n, g) => n + g.freeBlocksCount, 0);
+    expect(blockAllocator.freeBlocks(mount, true)).toBeLessThanOrEqual(groupsFree()); // parked blocks are not free yet
+    if (random() < 0.2) {
+      await mount.sync();
+      expect(blockAllocator.freeBlocks(mount, true)).toBe(groupsFree()); // the running sums agree with the descriptors
+    }
   }
   await mount.transact(64, async (h) => {
     for (const run of model) await blockAllocator.free(mount, h, run);
   });
+  await mount.sync();
+  expect(blockAllocator.freeBlocks(mount, true)).toBe(mount.ext4.groups.reduce((n, g) => n + g.freeBlocksCount, 0));
 }
 
 describe('blockAllocator', () => {

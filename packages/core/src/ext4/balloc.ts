@@ -28,10 +28,12 @@
  *
  * Cost of one allocate: ≤ 1 bitmap read per group examined (cached; 4 KiB each), a
  * bit scan of ≤ bpg bits per group examined, 3 dirtied blocks (bitmap, GDT, superblock).
- * free: 3 dirtied blocks per group touched (the superblock once).
+ * free: 3 dirtied blocks per group touched (the superblock once). The GDT block and
+ * the superblock are encoded, and the bitmap checksummed, once per transaction at its
+ * commit (mount.writeGroup/writeSuperblock), however many allocations it holds.
  */
 import { assert } from '../assert.js';
-import { blockBitmapChecksum, testBit } from '../format/bitmap.js';
+import { testBit } from '../format/bitmap.js';
 import { Compat, Incompat } from '../format/superblock.js';
 import { GroupFlags } from '../format/group-desc.js';
 import type { JournalHandle } from '../jbd2/handle.js';
@@ -47,9 +49,17 @@ interface ParkedRuns {
   runs: BlockRun[];
 }
 
-/** Per-mount allocator state: only the parked runs (everything else lives on disk). */
+/** Per-mount allocator state: the parked runs and two running sums (everything else lives on disk). */
 interface MountState {
   parked: ParkedRuns[];
+  /** Blocks in `parked` (kept as a sum: freeBlocks() is asked at every allocation and delalloc reservation). */
+  parkedBlocks: number;
+  /**
+   * Σ descriptors' free counts, or -1 until first asked. Only this allocator changes
+   * those counts once mounted (allocate, free), so it keeps the sum as it goes instead
+   * of adding up every group at every allocation (thousands of groups on a large image).
+   */
+  groupFreeBlocks: number;
   /** Each handle's parked entry (until its transaction commits). */
   byHandle: WeakMap<object, ParkedRuns>;
   /**
@@ -66,7 +76,7 @@ const states = new WeakMap<Ext4Mount, MountState>();
 function stateOf(mount: Ext4Mount): MountState {
   let state = states.get(mount);
   if (state === undefined) {
-    state = { parked: [], byHandle: new WeakMap(), allocating: Promise.resolve(), delallocReserved: () => 0 };
+    state = { parked: [], parkedBlocks: 0, groupFreeBlocks: -1, byHandle: new WeakMap(), allocating: Promise.resolve(), delallocReserved: () => 0 };
     states.set(mount, state);
   }
   return state;
@@ -76,6 +86,7 @@ function stateOf(mount: Ext4Mount): MountState {
 /** Blocks parked (freed, not yet reusable) inside [start, end). */
 function parkedRunsIn(state: MountState, start: number, end: number): BlockRun[] {
   const out: BlockRun[] = [];
+  if (state.parkedBlocks === 0) return out;
   for (const p of state.parked) {
     for (const r of p.runs) {
       const s = Math.max(r.start, start), e = Math.min(r.start + r.count, end);
@@ -153,16 +164,10 @@ async function bitmapForWrite(mount: Ext4Mount, h: JournalHandle, group: number)
   return bytes;
 }
 
-/** Seal the bitmap checksum into the descriptor, dirty the bitmap and write the descriptor. */
-async function commitBitmap(mount: Ext4Mount, h: JournalHandle, group: number, bitmap: Uint8Array): Promise<void> {
-  const { ext4 } = mount;
-  const gd = ext4.groups[group];
-  if (ext4.metadataCsum) {
-    const sum = blockBitmapChecksum(ext4.fsSeed, bitmap, ext4.sb.clustersPerGroup);
-    gd.blockBitmapCsum = ext4.descSizeBytes >= 64 ? sum >>> 0 : sum & 0xffff;
-  }
-  h.dirtyMetadata(gd.blockBitmap);
-  await mount.writeGroup(h, group);
+/** Dirty the bitmap and write the descriptor; the bitmap's checksum goes into it at commit (mount.writeGroup). */
+async function commitBitmap(mount: Ext4Mount, h: JournalHandle, group: number): Promise<void> {
+  h.dirtyMetadata(mount.ext4.groups[group].blockBitmap);
+  await mount.writeGroup(h, group, { blockBitmapChanged: true });
 }
 
 // ---------------------------------------------------------------------------------
@@ -205,28 +210,36 @@ async function searchBitmap(mount: Ext4Mount, state: MountState, group: number):
   return copy;
 }
 
-/** Groups in search order: the goal's group, then the following ones, wrapping. */
-function groupOrder(ext4: Ext4Super, goalGroup: number): number[] {
-  const order: number[] = [];
-  for (let i = 0; i < ext4.groupCount; i++) order.push((goalGroup + i) % ext4.groupCount);
-  return order;
+/** Runs this short are checked bit by bit in TypeScript; longer ones in the WASM kernel (which copies the bitmap in). */
+const SHORT_RUN_BITS_MAX = 256;
+
+/** First set bit of the bitmap in [startBit, endBit), or -1. */
+function firstSetBit(bitmap: Uint8Array, startBit: number, endBit: number): number {
+  return endBit - startBit <= SHORT_RUN_BITS_MAX ? twins.bitmapFindFirstSet(bitmap, 0, startBit, endBit) : bitmapFindFirstSet(bitmap, startBit, endBit);
 }
 
 async function findRun(mount: Ext4Mount, state: MountState, goal: number, count: number, minCount: number): Promise<BlockRun | undefined> {
   const { ext4 } = mount;
   const clampedGoal = Math.min(Math.max(goal, ext4.sb.firstDataBlock), ext4.blocksCount - 1);
   const goalGroup = groupOfBlock(ext4, clampedGoal);
-  const order = groupOrder(ext4, goalGroup);
-  for (const group of order) {
+  // Groups in search order: the goal's group, then the following ones, wrapping.
+  for (let i = 0; i < ext4.groupCount; i++) {
+    const group = (goalGroup + i) % ext4.groupCount;
     if (ext4.groups[group].freeBlocksCount < count) continue;
     const { first, end } = groupBlockRange(ext4, group);
     const bitmap = await searchBitmap(mount, state, group);
     const goalBit = group === goalGroup ? clampedGoal - first : 0;
+    // The goal itself first (mballoc's find-by-goal): a file written in order asks for
+    // the block after its last one, usually free; a short run needs no search.
+    if (goalBit + count <= end - first && count <= SHORT_RUN_BITS_MAX && firstSetBit(bitmap, goalBit, goalBit + count) < 0) {
+      return { start: first + goalBit, count };
+    }
     const at = bitmapFindZeroRun(bitmap, end - first, goalBit, count);
     if (at >= 0) return { start: first + at, count };
   }
   let best: BlockRun | undefined;
-  for (const group of order) {
+  for (let i = 0; i < ext4.groupCount; i++) {
+    const group = (goalGroup + i) % ext4.groupCount;
     const free = ext4.groups[group].freeBlocksCount;
     if (free < minCount || free <= (best?.count ?? 0)) continue;
     const { first, end } = groupBlockRange(ext4, group);
@@ -244,17 +257,19 @@ export function setDelallocReservedSource(mount: Ext4Mount, reserved: () => numb
   stateOf(mount).delallocReserved = reserved;
 }
 
-function parkedTotal(state: MountState): number {
-  let n = 0;
-  for (const p of state.parked) for (const r of p.runs) n += r.count;
-  return n;
+/** Σ descriptors' free counts (computed once per mount, then kept by allocate and free). */
+function groupFreeBlocks(mount: Ext4Mount, state: MountState): number {
+  if (state.groupFreeBlocks < 0) {
+    let free = 0;
+    for (const gd of mount.ext4.groups) free += gd.freeBlocksCount;
+    state.groupFreeBlocks = free;
+  }
+  return state.groupFreeBlocks;
 }
 
 function freeBlocksOf(mount: Ext4Mount, useReserved: boolean): number {
   const state = stateOf(mount);
-  let free = 0;
-  for (const gd of mount.ext4.groups) free += gd.freeBlocksCount;
-  free -= parkedTotal(state);
+  let free = groupFreeBlocks(mount, state) - state.parkedBlocks;
   if (!useReserved) free -= mount.ext4.sb.rBlocksCount;
   return Math.max(0, free);
 }
@@ -269,28 +284,33 @@ function allocate(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest
 async function allocateAlone(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {
   const { ext4 } = mount;
   const minCount = request.minCount ?? 1;
-  assert(Number.isInteger(request.count) && request.count >= 1, `allocate count ${request.count}`);
-  assert(minCount >= 1 && minCount <= request.count, `allocate minCount ${minCount} outside [1, ${request.count}]`);
+  // (Messages built only on failure: this runs for every block buffer_head writeback allocates.)
+  if (!(Number.isInteger(request.count) && request.count >= 1)) assert(false, `allocate count ${request.count}`);
+  if (!(minCount >= 1 && minCount <= request.count)) assert(false, `allocate minCount ${minCount} outside [1, ${request.count}]`);
   const state = stateOf(mount);
   const held = request.fromDelallocReservation === true ? 0 : state.delallocReserved();
   const available = Math.max(0, freeBlocksOf(mount, request.useReserved === true) - held);
-  const enospc = (): FsError => new FsError('ENOSPC', {
-    syscall: 'write', detail: `${available} blocks available (${held} held for delayed allocation), ${minCount} needed`,
-  });
-  if (available < minCount) throw enospc();
+  if (available < minCount) throw enospc(available, held, minCount);
   const want = Math.min(request.count, available);
   const run = await findRun(mount, state, request.goal, want, minCount);
-  if (run === undefined) throw enospc();
+  if (run === undefined) throw enospc(available, held, minCount);
   const group = groupOfBlock(ext4, run.start);
-  const { first } = groupBlockRange(ext4, group);
+  const first = groupBlockRange(ext4, group).first;
   assert(groupOfBlock(ext4, run.start + run.count - 1) === group, 'a run stays inside one group');
   const bitmap = await bitmapForWrite(mount, h, group);
-  assert(bitmapFindFirstSet(bitmap, run.start - first, run.start - first + run.count) < 0, `run ${run.start}+${run.count} is free`);
+  if (firstSetBit(bitmap, run.start - first, run.start - first + run.count) >= 0) assert(false, `run ${run.start}+${run.count} is free`);
   twins.bitmapSetRange(bitmap, 0, run.start - first, run.start - first + run.count);
   ext4.groups[group].freeBlocksCount -= run.count;
-  await commitBitmap(mount, h, group, bitmap);
+  state.groupFreeBlocks -= run.count; // freeBlocksOf above made it a number
+  await commitBitmap(mount, h, group);
   await mount.writeSuperblock(h);
   return run;
+}
+
+function enospc(available: number, held: number, minCount: number): FsError {
+  return new FsError('ENOSPC', {
+    syscall: 'write', detail: `${available} blocks available (${held} held for delayed allocation), ${minCount} needed`,
+  });
 }
 
 /** Blocks no one may free: below the first data block, past the end. */
@@ -304,6 +324,8 @@ function checkFreeRun(ext4: Ext4Super, run: BlockRun): void {
 async function free(mount: Ext4Mount, h: JournalHandle, run: BlockRun): Promise<void> {
   const { ext4 } = mount;
   checkFreeRun(ext4, run);
+  const state = stateOf(mount);
+  groupFreeBlocks(mount, state); // the sum as it stands, before this free changes descriptors
   let start = run.start;
   const end = run.start + run.count;
   while (start < end) {
@@ -318,7 +340,8 @@ async function free(mount: Ext4Mount, h: JournalHandle, run: BlockRun): Promise<
     if (used !== stop - start) throw corrupted(`free of blocks [${start}, ${stop}): ${stop - start - used} already free`);
     twins.bitmapClearRange(bitmap, 0, start - range.first, stop - range.first);
     ext4.groups[group].freeBlocksCount += stop - start;
-    await commitBitmap(mount, h, group, bitmap);
+    state.groupFreeBlocks += stop - start;
+    await commitBitmap(mount, h, group);
     start = stop;
   }
   await mount.writeSuperblock(h);
@@ -342,9 +365,11 @@ function park(mount: Ext4Mount, h: JournalHandle, run: BlockRun): void {
     h.onCommitted(() => {
       state.parked = state.parked.filter((p) => p !== fresh);
       state.byHandle.delete(key);
+      for (const r of fresh.runs) state.parkedBlocks -= r.count;
     });
   }
   entry.runs.push({ ...run });
+  state.parkedBlocks += run.count;
 }
 
 /** Whether `block` is currently parked (freed by an uncommitted transaction). For tests. */

@@ -21,8 +21,10 @@
  *
  * Cost: a handle that changes an inode, a group and the superblock dirties 3 blocks;
  * its commit logs them (+ descriptor + commit block) and checkpoint writes them home.
- * The superblock is encoded once per transaction however many handles change it
- * (writeSuperblock); an inode or a descriptor is encoded and checksummed per change.
+ * The superblock and each GDT block are encoded once per transaction however many
+ * handles change them (frozen triggers: writeSuperblock, writeGroup, which also
+ * checksums the changed block bitmaps then); an inode is encoded and checksummed per
+ * change.
  */
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
@@ -37,14 +39,23 @@ import { FsError } from '../vfs/errors.js';
 import { openSuper, gdtBlockLocation, inodeLocation, type Ext4Super, type OpenOptions } from './super.js';
 import { readInode, inodeFromDisk, type Ext4Inode } from './inode.js';
 import { walkMappings } from './extents.js';
+import { blockBitmapChecksum } from '../format/bitmap.js';
 
 export interface MountOpenOptions extends OpenOptions {
   /** Journal commit interval; default 5000 ms like ext4's commit=5; 0 = only on sync. */
   commitIntervalMs?: number;
 }
 
+/** What a GDT block's frozen trigger encodes: the groups changed in its transaction, and those whose block bitmap changed. */
+interface GdtPending {
+  groups: Set<number>;
+  blockBitmaps: Set<number>;
+}
+
 export class Ext4Mount {
   private closed = false;
+  /** Per GDT block, the groups its frozen trigger encodes (the newest transaction's set). */
+  private readonly gdtPending = new Map<number, GdtPending>();
   /** What open found on the orphan list and finished (read-write mounts). */
   orphansProcessed: { freed: number; truncated: number } = { freed: 0, truncated: 0 };
 
@@ -149,14 +160,43 @@ export class Ext4Mount {
     return inode;
   }
 
-  /** Write `ext4.groups[group]` (changed in place by the caller) into its GDT block, checksummed. */
-  async writeGroup(h: JournalHandle, group: number): Promise<void> {
+  /**
+   * Put `ext4.groups[group]` (changed in place by the caller) into its GDT block as part
+   * of h's transaction. Like the superblock, the descriptors are encoded and checksummed
+   * in the GDT block's frozen trigger, once per transaction: the first call for a GDT
+   * block in a transaction takes the block (1 credit) and sets the trigger; every call
+   * adds its group to the set the trigger encodes. `blockBitmapChanged`: the group's
+   * block bitmap changed in this transaction (dirtied by the caller): the trigger also
+   * computes its checksum into the descriptor, from the bitmap's bytes as the commit
+   * logs them — so a run of allocations in one group costs one 4 KiB crc32c per commit,
+   * not one per allocation. Nothing reads descriptors or bitmap checksums from the GDT
+   * block while mounted (ext4.groups is the truth), so the block may lag until then.
+   */
+  async writeGroup(h: JournalHandle, group: number, options: { blockBitmapChanged?: boolean } = {}): Promise<void> {
     const { ext4 } = this;
     const descPerBlock = ext4.blockSizeBytes / ext4.descSizeBytes;
     const blockIndex = gdtBlockLocation(ext4.sb, Math.floor(group / descPerBlock), descPerBlock);
-    const block = await h.getWriteAccess(blockIndex);
-    const slot = group % descPerBlock;
-    encodeGroupDesc(ext4.groups[group], block, slot, ext4.descSizeBytes);
+    let pending = h.hasFrozenTrigger(blockIndex) ? this.gdtPending.get(blockIndex) : undefined;
+    if (pending === undefined) {
+      await h.getWriteAccess(blockIndex);
+      // Another handle of this transaction may have set the trigger while we waited.
+      pending = h.hasFrozenTrigger(blockIndex) ? this.gdtPending.get(blockIndex) : undefined;
+      if (pending === undefined) {
+        const fresh: GdtPending = { groups: new Set(), blockBitmaps: new Set() };
+        h.dirtyMetadata(blockIndex);
+        h.setFrozenTrigger(blockIndex, (bytes) => this.encodeGroups(bytes, fresh));
+        this.gdtPending.set(blockIndex, fresh);
+        pending = fresh;
+      }
+    }
+    pending.groups.add(group);
+    if (options.blockBitmapChanged === true) pending.blockBitmaps.add(group);
+  }
+
+  /** GDT block frozen trigger: checksum the changed block bitmaps, encode and seal the changed descriptors. */
+  private encodeGroups(block: Uint8Array, pending: GdtPending): void {
+    const { ext4 } = this;
+    const descPerBlock = ext4.blockSizeBytes / ext4.descSizeBytes;
     const ctx: GdChecksumContext = {
       metadataCsum: ext4.metadataCsum,
       gdtCsum: (ext4.sb.featureRoCompat & RoCompat.GDT_CSUM) !== 0,
@@ -164,8 +204,18 @@ export class Ext4Mount {
       uuid: ext4.sb.uuid,
       descSize: ext4.descSizeBytes,
     };
-    sealGroupDesc(block, slot, ctx);
-    h.dirtyMetadata(blockIndex);
+    for (const group of pending.groups) {
+      const gd = ext4.groups[group];
+      if (ext4.metadataCsum && pending.blockBitmaps.has(group)) {
+        const bitmap = this.journal?.peek(gd.blockBitmap);
+        assert(bitmap !== undefined, `group ${group}'s changed block bitmap is in the journal`);
+        const sum = blockBitmapChecksum(ext4.fsSeed, bitmap, ext4.sb.clustersPerGroup);
+        gd.blockBitmapCsum = ext4.descSizeBytes >= 64 ? sum >>> 0 : sum & 0xffff;
+      }
+      const slot = group % descPerBlock;
+      encodeGroupDesc(gd, block, slot, ext4.descSizeBytes);
+      sealGroupDesc(block, slot, ctx);
+    }
   }
 
   /**
