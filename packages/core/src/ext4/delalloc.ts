@@ -77,7 +77,7 @@ export function delallocAvailable(mount: Ext4Mount): number {
  * without an await between (or releases on failure).
  */
 export async function delallocReserve(state: Ext4InodeState, count: number): Promise<void> {
-  assert(Number.isInteger(count) && count >= 1, `reserve count ${count} is positive`);
+  if (!(Number.isInteger(count) && count >= 1)) assert(false, `reserve count ${count} is positive`);
   const { mount } = state;
   if (delallocAvailable(mount) < count && mount.journal !== undefined) await mount.sync();
   const available = delallocAvailable(mount);
@@ -100,9 +100,10 @@ export function delallocConsume(state: Ext4InodeState, count: number): void {
 
 function dropReservation(state: Ext4InodeState, count: number, what: string): void {
   const account = delallocAccount(state.mount);
-  assert(Number.isInteger(count) && count >= 1, `${what} count ${count} is positive`);
-  assert(count <= state.reservedDataBlocks, `inode ${state.ino}: ${what} ${count} > ${state.reservedDataBlocks} reserved`);
-  assert(count <= account.reservedBlocks, `${what} ${count} > mount's ${account.reservedBlocks} reserved`);
+  // (Messages built only on failure: called for every delayed block written back.)
+  if (!(Number.isInteger(count) && count >= 1)) assert(false, `${what} count ${count} is positive`);
+  if (count > state.reservedDataBlocks) assert(false, `inode ${state.ino}: ${what} ${count} > ${state.reservedDataBlocks} reserved`);
+  if (count > account.reservedBlocks) assert(false, `${what} ${count} > mount's ${account.reservedBlocks} reserved`);
   state.reservedDataBlocks -= count;
   account.reservedBlocks -= count;
 }

@@ -97,13 +97,12 @@ class TreeEdit {
   }
 
   static async open(mount: Ext4Mount, h: JournalHandle, ino: number): Promise<TreeEdit> {
-    const inode = await mount.inode(ino);
+    const inode = mount.ext4.inodeCache.get(ino) ?? await mount.inode(ino);
     const root = inode.block.slice(0, I_BLOCK_BYTES);
-    const view = new DataView(root.buffer, root.byteOffset, root.length);
     if ((inode.flags & InodeFlags.EXTENTS) === 0) {
       if (root.some((b) => b !== 0)) throw corrupted(`inode ${ino} is block-mapped; the extent writer needs an extent tree`);
       encodeExtentHeader(root, { entries: 0, max: ROOT_MAX_ENTRIES, depth: 0, generation: 0 });
-    } else if (view.getUint16(0, true) !== EXTENT_MAGIC) {
+    } else if ((root[0] | (root[1] << 8)) !== EXTENT_MAGIC) { // (no DataView: .buffer would move the 60 bytes off the heap)
       throw corrupted(`inode ${ino} has EXTENTS_FL but no extent header`);
     }
     if ((inode.flags & InodeFlags.HUGE_FILE) !== 0) throw corrupted(`inode ${ino}: HUGE_FILE i_blocks units are not supported`);
@@ -117,7 +116,7 @@ class TreeEdit {
       raw.block = this.root.slice();
       raw.flags |= InodeFlags.EXTENTS;
       raw.blocks += this.blocksDelta * sectorsPerBlock;
-      assert(raw.blocks >= 0, `inode ${this.ino} i_blocks stays ≥ 0`);
+      if (raw.blocks < 0) assert(false, `inode ${this.ino} i_blocks stays ≥ 0`);
     });
   }
 
@@ -128,6 +127,13 @@ class TreeEdit {
     const items: (Extent | ExtentIndex)[] = [];
     for (let i = 0; i < entries; i++) items.push(depth === 0 ? decodeExtent(node, i) : decodeExtentIndex(node, i));
     return items as Extent[] | ExtentIndex[];
+  }
+
+  /** The root (in i_block): no read, no promise. */
+  readRoot(): PathNode {
+    const header = decodeExtentHeader(this.root);
+    if (header.depth > EXT_MAX_DEPTH) throw corrupted(`inode ${this.ino}: extent depth ${header.depth}`);
+    return { pblk: 0, depth: header.depth, items: this.decodeItems(this.root, header.depth, header.entries), idx: 0 };
   }
 
   async readNode(pblk: number, depth: number): Promise<PathNode> {
@@ -147,7 +153,7 @@ class TreeEdit {
   async writeNode(node: PathNode, fresh = false): Promise<void> {
     const isRoot = node.pblk === 0;
     const max = isRoot ? ROOT_MAX_ENTRIES : this.maxEntries;
-    assert(node.items.length <= max, `extent node holds ${node.items.length} ≤ ${max}`);
+    if (node.items.length > max) assert(false, `extent node holds ${node.items.length} ≤ ${max}`);
     assert(node.items.length > 0 || node.depth === 0, 'only leaves may be empty');
     const bytes = isRoot ? this.root : fresh ? this.h.getCreateAccess(node.pblk) : await this.h.getWriteAccess(node.pblk);
     bytes.fill(0, 0, isRoot ? I_BLOCK_BYTES : bytes.length);
@@ -163,7 +169,7 @@ class TreeEdit {
 
   /** Re-encode one entry of a node read on this edit's path (its other bytes are as read) and dirty it. */
   async writeEntry(node: PathNode, index: number): Promise<void> {
-    assert(index >= 0 && index < node.items.length, `entry ${index} of a ${node.items.length}-entry node`);
+    if (!(index >= 0 && index < node.items.length)) assert(false, `entry ${index} of a ${node.items.length}-entry node`);
     const isRoot = node.pblk === 0;
     const bytes = isRoot ? this.root : await this.h.getWriteAccess(node.pblk);
     if (node.depth === 0) encodeExtent(bytes, index, (node.items as Extent[])[index]);
@@ -208,7 +214,7 @@ class TreeEdit {
   /** The path to the leaf that holds (or would hold) `lblk`. */
   async findPath(lblk: number): Promise<PathNode[]> {
     const path: PathNode[] = [];
-    let node = await this.readNode(0, this.rootDepth());
+    let node = this.readRoot();
     for (;;) {
       let idx = 0;
       for (let i = 0; i < node.items.length; i++) if (node.items[i].lblk <= lblk) idx = i;
@@ -451,8 +457,9 @@ async function insertExtent(edit: TreeEdit, extent: Extent): Promise<void> {
 }
 
 function checkRange(lblk: number, count: number): void {
-  assert(Number.isInteger(lblk) && lblk >= 0, `lblk ${lblk}`);
-  assert(Number.isInteger(count) && count >= 0 && lblk + count <= LBLK_LIMIT, `range ${lblk}+${count} inside 2^32`);
+  // (Messages built only on failure: buffer_head writeback comes here for every block.)
+  if (!(Number.isInteger(lblk) && lblk >= 0)) assert(false, `lblk ${lblk}`);
+  if (!(Number.isInteger(count) && count >= 0 && lblk + count <= LBLK_LIMIT)) assert(false, `range ${lblk}+${count} inside 2^32`);
 }
 
 async function mapOrAllocate(

@@ -219,8 +219,8 @@ export function checkReservations(mount: Ext4Mount): void {
 // ─── mapBlocks ──────────────────────────────────────────────────────────────────────────
 
 function checkQuery(lblk: number, len: number): void {
-  assert(Number.isInteger(lblk) && lblk >= 0 && lblk < ES_LBLK_LIMIT, `lblk ${lblk} is a u32`);
-  assert(Number.isInteger(len) && len >= 1 && lblk + len <= ES_LBLK_LIMIT, `len ${len} is positive and in range`);
+  if (!(Number.isInteger(lblk) && lblk >= 0 && lblk < ES_LBLK_LIMIT)) assert(false, `lblk ${lblk} is a u32`);
+  if (!(Number.isInteger(len) && len >= 1 && lblk + len <= ES_LBLK_LIMIT)) assert(false, `len ${len} is positive and in range`);
 }
 
 function statusOfEs(status: EsStatus): MapStatus {

@@ -273,8 +273,9 @@ export class Journal implements MetadataJournal, HandleHost {
   }
 
   private checkBlockNr(blockNr: number): void {
-    assert(Number.isSafeInteger(blockNr) && blockNr >= 0 && blockNr < this.fsBlockCount, `block ${blockNr} outside the filesystem`);
-    assert(!this.map.containsFsBlock(blockNr), `block ${blockNr} belongs to the journal`);
+    // (Messages built only on failure: this runs for every block a handle touches.)
+    if (!(Number.isSafeInteger(blockNr) && blockNr >= 0 && blockNr < this.fsBlockCount)) assert(false, `block ${blockNr} outside the filesystem`);
+    if (this.map.containsFsBlock(blockNr)) assert(false, `block ${blockNr} belongs to the journal`);
   }
 
   async accessBlock(handle: Handle, blockNr: number): Promise<Uint8Array> {
@@ -328,9 +329,9 @@ export class Journal implements MetadataJournal, HandleHost {
   dirtyBlock(handle: Handle, blockNr: number): void {
     const transaction = handle.transaction;
     const buffer = handle.buffers.get(blockNr);
-    assert(buffer !== undefined && this.live.get(blockNr) === buffer, `block ${blockNr}: the handle's buffer is the live one`);
+    if (!(buffer !== undefined && this.live.get(blockNr) === buffer)) assert(false, `block ${blockNr}: the handle's buffer is the live one`);
     if (transaction.dirty.has(blockNr)) return;
-    assert(handle.credits > 0, `handle out of credits dirtying block ${blockNr}`);
+    if (handle.credits <= 0) assert(false, `handle out of credits dirtying block ${blockNr}`);
     handle.credits--;
     transaction.creditsReserved--;
     transaction.dirty.add(blockNr);

@@ -112,7 +112,7 @@ export class Handle implements JournalHandle {
 
   dirtyMetadata(blockNr: number): void {
     assert(!this.stopped, 'dirtyMetadata on a stopped handle');
-    assert(this.buffers.has(blockNr), `dirtyMetadata(${blockNr}) without getWriteAccess/getCreateAccess`);
+    if (!this.buffers.has(blockNr)) assert(false, `dirtyMetadata(${blockNr}) without getWriteAccess/getCreateAccess`);
     this.host.dirtyBlock(this, blockNr);
   }
 
@@ -133,7 +133,7 @@ export class Handle implements JournalHandle {
 
   setFrozenTrigger(blockNr: number, freeze: (bytes: Uint8Array) => void): void {
     assert(!this.stopped, 'setFrozenTrigger on a stopped handle');
-    assert(this.buffers.has(blockNr) && this.transaction.dirty.has(blockNr), `setFrozenTrigger(${blockNr}) on a block this handle dirtied`);
+    if (!(this.buffers.has(blockNr) && this.transaction.dirty.has(blockNr))) assert(false, `setFrozenTrigger(${blockNr}) on a block this handle dirtied`);
     this.transaction.frozenTriggers.set(blockNr, freeze);
   }
 
