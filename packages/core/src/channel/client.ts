@@ -42,7 +42,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { assert } from '../assert.js';
 import { FsError } from '../vfs/errors.js';
 import type { Ext4Filesystem, PathLike, WriteFileOptions } from '../vfs/filesystem.js';
-import type { FileHandle, ReadOptions, ReadResult, TimeLike, WriteResult } from '../vfs/file-handle.js';
+import { READ_FILE_BYTES_MAX, normaliseReadArgs, type FileHandle, type ReadOptions, type ReadResult, type TimeLike, type WriteResult } from '../vfs/file-handle.js';
 import type { BigIntStats, Stats } from '../vfs/stats.js';
 import type { WasmMemory } from '../wasm/webassembly.js';
 import {
@@ -52,10 +52,6 @@ import {
   type Request, type WireValue, type WriteBeginAnswer, type WriteStagedAnswer,
 } from './protocol.js';
 
-/** The buffer node's read() allocates when called without one. */
-const DEFAULT_READ_BYTES = 16384;
-/** Largest buffer readFile builds (as FileHandle's). */
-const READ_FILE_BYTES_MAX = 2 ** 31 - 1;
 const SEEK_SET = 0;
 const SEEK_CUR = 1;
 const SEEK_END = 2;
@@ -452,7 +448,7 @@ export class ClientFileHandle {
     length?: number,
     position?: number | bigint | null,
   ): Promise<ReadResult<T>> {
-    const args = readArgs(bufferOrOptions, offsetOrOptions, length, position);
+    const args = normaliseReadArgs(bufferOrOptions, offsetOrOptions, length, position);
     const at = args.position ?? this.positionBytes;
     const bytesRead = await readAt(this.channel, this.fd, args.buffer.subarray(args.offset, args.offset + args.length), at);
     if (args.position === null) this.positionBytes = at + bytesRead;
@@ -589,33 +585,3 @@ export class ClientFileHandle {
   }
 }
 
-interface ReadArgs<T extends Uint8Array> { buffer: T; offset: number; length: number; position: number | null }
-
-// FileHandle.read's argument forms, checked as it checks them.
-function readArgs<T extends Uint8Array>(
-  bufferOrOptions: T | ReadOptions<T> | undefined,
-  offsetOrOptions: number | Omit<ReadOptions<T>, 'buffer'> | undefined,
-  length: number | undefined,
-  position: number | bigint | null | undefined,
-): ReadArgs<T> {
-  let opts: ReadOptions<T>;
-  if (bufferOrOptions instanceof Uint8Array) {
-    opts = typeof offsetOrOptions === 'object' && offsetOrOptions !== null
-      ? { ...offsetOrOptions, buffer: bufferOrOptions }
-      : { buffer: bufferOrOptions, offset: offsetOrOptions, length, position };
-  } else {
-    opts = bufferOrOptions ?? {};
-  }
-  const buffer = opts.buffer ?? (Buffer.alloc(DEFAULT_READ_BYTES) as unknown as T);
-  const offset = opts.offset ?? 0;
-  const len = opts.length ?? buffer.length - offset;
-  if (!Number.isInteger(offset) || offset < 0 || offset > buffer.length) throw new FsError('EINVAL', { syscall: 'read', detail: `offset ${offset} outside the ${buffer.length}-byte buffer` });
-  if (!Number.isInteger(len) || len < 0 || offset + len > buffer.length) throw new FsError('EINVAL', { syscall: 'read', detail: `length ${len} does not fit the buffer after offset ${offset}` });
-  const pos = opts.position;
-  let at: number | null = null;
-  if (pos !== undefined && pos !== null && !(typeof pos === 'number' && pos === -1) && !(typeof pos === 'bigint' && pos === -1n)) {
-    at = Number(pos);
-    if (!Number.isSafeInteger(at) || at < 0) throw new FsError('EINVAL', { syscall: 'read', detail: `position ${String(pos)} invalid` });
-  }
-  return { buffer, offset, length: len, position: at };
-}

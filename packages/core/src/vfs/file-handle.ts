@@ -390,9 +390,10 @@ export class FileHandle {
   }
 }
 
-interface ReadArgs<T extends Uint8Array> { buffer: T; offset: number; length: number; position: number | null }
+export interface ReadArgs<T extends Uint8Array> { buffer: T; offset: number; length: number; position: number | null }
 
-function normaliseReadArgs<T extends Uint8Array>(
+/** node's FileHandle.read argument forms, checked (also used by the channel's client handle). */
+export function normaliseReadArgs<T extends Uint8Array>(
   bufferOrOptions: T | ReadOptions<T> | undefined,
   offsetOrOptions: number | Omit<ReadOptions<T>, 'buffer'> | undefined,
   length: number | undefined,
