@@ -13,7 +13,7 @@ import { e2fsck, requireE2fsprogs } from '../../../../test/helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
 import { Ext4Mount } from './mount.js';
 import { mkfs } from './mkfs.js';
-import { blockAllocator, isBlockInUse, isParked } from './balloc.js';
+import { allocateBlocksNow, blockAllocator, isBlockInUse, isParked } from './balloc.js';
 import { inodeAllocator } from './ialloc.js';
 import type { BlockRun } from './write-api.js';
 import { seededUnitRandom } from '../random.js';
@@ -245,5 +245,48 @@ describe('concurrent allocations', () => {
     } finally {
       await device.close();
     }
+  });
+
+  it('allocateBlocksNow takes exactly the goal run when its blocks are in the journal, and nothing otherwise', async () => {
+    const img = mkfsExt4('now.img', '256M', ['-E', 'lazy_itable_init=1']);
+    const { device, mount } = await openRw(img);
+    try {
+      await mount.transact(16, async (h) => {
+        // Nothing of group 1 in the journal yet: its bitmap would need a read (or to be computed).
+        expect(allocateBlocksNow(mount, h, { goal: mount.ext4.sb.blocksPerGroup + 1000, count: 4 })).toBeUndefined();
+        const first = await blockAllocator.allocate(mount, h, { goal: mount.ext4.sb.blocksPerGroup + 1000, count: 4 });
+        const goal = first.start;
+        expect(first.count).toBe(4);
+        const credits = h.creditsLeft;
+        expect(allocateBlocksNow(mount, h, { goal: goal + 4, count: 2 })).toEqual({ start: goal + 4, count: 2 });
+        expect(h.creditsLeft).toBe(credits); // bitmap, GDT block and superblock were in the transaction already
+        expect(allocateBlocksNow(mount, h, { goal: goal + 2, count: 4 })).toBeUndefined(); // taken: nothing changed
+        expect(await isBlockInUse(mount, goal + 6)).toBe(false);
+        // An allocation in flight (it awaits): the synchronous path stands aside.
+        const pending = blockAllocator.allocate(mount, h, { goal: goal + 100, count: 1 });
+        expect(allocateBlocksNow(mount, h, { goal: goal + 6, count: 1 })).toBeUndefined();
+        await pending;
+        expect(allocateBlocksNow(mount, h, { goal: goal + 6, count: 1 })).toEqual({ start: goal + 6, count: 1 });
+        await blockAllocator.free(mount, h, { start: goal, count: 7 });
+        // Parked (freed, uncommitted): not reusable.
+        expect(allocateBlocksNow(mount, h, { goal, count: 1 })).toBeUndefined();
+        await blockAllocator.free(mount, h, { start: goal + 100, count: 1 });
+      });
+      // BLOCK_UNINIT group: its bitmap is not on disk.
+      const uninit = mount.ext4.groups.findIndex((gd) => (gd.flags & 0x2) !== 0);
+      if (uninit >= 0) {
+        await mount.transact(8, (h) => {
+          expect(allocateBlocksNow(mount, h, { goal: uninit * mount.ext4.sb.blocksPerGroup + 100, count: 1 })).toBeUndefined();
+          return Promise.resolve();
+        });
+      }
+      await mount.sync();
+      expect(blockAllocator.freeBlocks(mount, true)).toBe(mount.ext4.groups.reduce((n, g) => n + g.freeBlocksCount, 0));
+      await mount.close();
+    } finally {
+      await device.close();
+    }
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
   });
 });

@@ -67,6 +67,8 @@ interface MountState {
    * interleaved there would pick the same free run (two files allocating at once).
    */
   allocating: Promise<unknown>;
+  /** Allocations queued on `allocating` and not finished: allocateBlocksNow runs only when none is. */
+  inFlight: number;
   /** Blocks delalloc holds reserved (ext4/delalloc.ts registers it): other allocations leave them. */
   delallocReserved: () => number;
 }
@@ -76,7 +78,7 @@ const states = new WeakMap<Ext4Mount, MountState>();
 function stateOf(mount: Ext4Mount): MountState {
   let state = states.get(mount);
   if (state === undefined) {
-    state = { parked: [], parkedBlocks: 0, groupFreeBlocks: -1, byHandle: new WeakMap(), allocating: Promise.resolve(), delallocReserved: () => 0 };
+    state = { parked: [], parkedBlocks: 0, groupFreeBlocks: -1, byHandle: new WeakMap(), allocating: Promise.resolve(), inFlight: 0, delallocReserved: () => 0 };
     states.set(mount, state);
   }
   return state;
@@ -276,9 +278,44 @@ function freeBlocksOf(mount: Ext4Mount, useReserved: boolean): number {
 
 function allocate(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {
   const state = stateOf(mount);
-  const run = state.allocating.then(() => allocateAlone(mount, h, request));
+  state.inFlight++;
+  const run = state.allocating.then(() => allocateAlone(mount, h, request)).finally(() => { state.inFlight--; });
   state.allocating = run.catch(() => undefined);
   return run;
+}
+
+/**
+ * allocate() without a promise, for the case buffer_head writeback meets at nearly every
+ * block: exactly [goal, goal + count) — the blocks right after the file's last ones —
+ * with the bitmap, the GDT block and the superblock already in the journal. Undefined,
+ * with nothing changed, unless: no allocation is in flight (this runs whole, so it
+ * cannot interleave with a search), the space is there for this caller, the run lies
+ * in one group that is not BLOCK_UNINIT, is free and not parked, and every block to
+ * dirty can be written without a read. The caller then uses allocate().
+ */
+export function allocateBlocksNow(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): BlockRun | undefined {
+  const state = stateOf(mount);
+  if (state.inFlight > 0) return undefined;
+  const { ext4 } = mount;
+  const { goal: start, count } = request;
+  if (!(Number.isInteger(count) && count >= 1)) assert(false, `allocate count ${count}`);
+  const held = request.fromDelallocReservation === true ? 0 : state.delallocReserved();
+  if (freeBlocksOf(mount, request.useReserved === true) - held < count) return undefined;
+  if (!Number.isSafeInteger(start) || start < ext4.sb.firstDataBlock || start + count > ext4.blocksCount) return undefined;
+  const group = groupOfBlock(ext4, start);
+  const gd = ext4.groups[group];
+  const { first, end } = groupBlockRange(ext4, group);
+  if (start + count > end || gd.freeBlocksCount < count || (groupFlags(ext4, group) & GroupFlags.BLOCK_UNINIT) !== 0) return undefined;
+  if (parkedRunsIn(state, start, start + count).length > 0) return undefined;
+  const bitmap = h.getWriteAccessNow(gd.blockBitmap);
+  if (bitmap === undefined || firstSetBit(bitmap, start - first, start - first + count) >= 0) return undefined;
+  // The descriptor last: once it is told the bitmap changed, the change must happen.
+  if (!mount.writeSuperblockNow(h) || !mount.writeGroupNow(h, group, { blockBitmapChanged: true })) return undefined;
+  twins.bitmapSetRange(bitmap, 0, start - first, start - first + count);
+  h.dirtyMetadata(gd.blockBitmap);
+  gd.freeBlocksCount -= count;
+  state.groupFreeBlocks -= count; // freeBlocksOf above made it a number
+  return { start, count };
 }
 
 async function allocateAlone(mount: Ext4Mount, h: JournalHandle, request: BlockAllocRequest): Promise<BlockRun> {

@@ -14,7 +14,7 @@ import { e2fsck, requireE2fsprogs } from '../../../../test/helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
 import { Ext4Mount } from './mount.js';
 import { walkMappings } from './extents.js';
-import { extentWriter } from './extents-write.js';
+import { extentWriter, mapOrAllocateNow } from './extents-write.js';
 import { blockAllocator } from './balloc.js';
 import { seededUnitRandom } from '../random.js';
 
@@ -243,6 +243,61 @@ describe('extentWriter', () => {
     expect(fsck.complaints, fsck.output).toEqual([]);
     ({ device, mount } = await openRw(img));
     expect(await readRuns(mount, empty, 1000)).toEqual(modelRuns(model));
+    await mount.close();
+    await device.close();
+  });
+
+  it('mapOrAllocateNow appends in place with no promise once the blocks it dirties are in the journal, and changes nothing when it cannot', async () => {
+    const { img, empty } = makeImage('d', '128M');
+    let { device, mount } = await openRw(img);
+    const model: Model = new Map();
+    const put = (runs: { lblk: number; count: number; pblk: number; unwritten: boolean }[]): void => {
+      for (const r of runs) for (let i = 0; i < r.count; i++) model.set(r.lblk + i, { pblk: r.pblk + i, unwritten: r.unwritten });
+    };
+    const written = { unwritten: false };
+    await mount.transact(64, async (h) => {
+      expect(mapOrAllocateNow(mount, h, empty, 0, 1, written)).toBeUndefined(); // an empty tree: no extent to grow
+      put(await extentWriter.mapOrAllocate(mount, h, empty, 0, 1, written));
+      for (let l = 1; l < 40; l++) {
+        const runs = mapOrAllocateNow(mount, h, empty, l, 1, written);
+        expect(runs, `block ${l}`).toEqual([{ lblk: l, count: 1, pblk: model.get(0)!.pblk + l, unwritten: false, fresh: true }]);
+        put(runs!);
+      }
+      // Already mapped: answered as it is.
+      expect(mapOrAllocateNow(mount, h, empty, 5, 3, written)).toEqual([{ lblk: 5, count: 3, pblk: model.get(5)!.pblk, unwritten: false, fresh: false }]);
+      // Not contiguous (a hole before it), or a different kind: nothing done.
+      const sectors = (await mount.inode(empty)).sectors512;
+      expect(mapOrAllocateNow(mount, h, empty, 50, 1, written)).toBeUndefined();
+      expect(mapOrAllocateNow(mount, h, empty, 40, 1, { unwritten: true })).toBeUndefined();
+      // The blocks after the extent taken by someone else: nothing done either.
+      const taken = model.get(39)!.pblk + 1;
+      await blockAllocator.allocate(mount, h, { goal: taken, count: 1 });
+      expect(mapOrAllocateNow(mount, h, empty, 40, 1, written)).toBeUndefined();
+      expect((await mount.inode(empty)).sectors512).toBe(sectors);
+      await blockAllocator.free(mount, h, { start: taken, count: 1 });
+    });
+    expect(await readRuns(mount, empty, 100)).toEqual(modelRuns(model));
+    // A depth-1 tree: the leaf block joins the journal at the first change, then appends go without a promise.
+    await mount.transact(64, async (h) => {
+      for (let j = 1; j < 6; j++) put(await extentWriter.mapOrAllocate(mount, h, empty, 100 * j, 1, { unwritten: false, goal: 20000 + 500 * j }));
+    });
+    expect(decodeExtentHeader((await mount.inode(empty)).block).depth).toBe(1);
+    await mount.sync();
+    await mount.journal!.checkpoint(); // the leaf leaves the journal: a read is needed again
+    await mount.transact(64, async (h) => {
+      expect(mapOrAllocateNow(mount, h, empty, 501, 1, written)).toBeUndefined();
+      put(await extentWriter.mapOrAllocate(mount, h, empty, 501, 1, written));
+      for (let l = 502; l < 520; l++) put(mapOrAllocateNow(mount, h, empty, l, 1, written)!);
+    });
+    expect(await readRuns(mount, empty, 1000)).toEqual(modelRuns(model));
+    expect((await mount.inode(empty)).sectors512).toBe(sectorsOf(model, 1));
+    await setSize(mount, empty, model);
+    await mount.close();
+    await device.close();
+    expect(debugfsRuns(img, empty)).toEqual(modelRuns(model));
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints, fsck.output).toEqual([]);
+    ({ device, mount } = await openRw(img));
     await mount.close();
     await device.close();
   });

@@ -44,10 +44,11 @@ import {
   decodeExtentIndex, encodeExtent, encodeExtentHeader, encodeExtentIndex, nodeMaxEntries, sealExtentBlock,
   type Extent, type ExtentIndex, EXTENT_MAGIC,
 } from '../format/extent.js';
-import { InodeFlags, I_BLOCK_BYTES } from '../format/inode.js';
+import { InodeFlags, I_BLOCK_BYTES, type Inode } from '../format/inode.js';
 import type { JournalHandle } from '../jbd2/handle.js';
 import { corrupted } from '../vfs/errors.js';
-import { blockAllocator } from './balloc.js';
+import { allocateBlocksNow, blockAllocator } from './balloc.js';
+import type { Ext4Inode } from './inode.js';
 import { LBLK_LIMIT } from './extents.js';
 import type { Ext4Mount } from './mount.js';
 import { inodeLocation } from './super.js';
@@ -83,6 +84,13 @@ export function mergeExtents(items: readonly Extent[]): Extent[] {
   return out;
 }
 
+/** The entry of `node` to follow (or search from) for `lblk`: the last one starting at or before it (0 if none). */
+function indexFor(node: PathNode, lblk: number): number {
+  let idx = 0;
+  for (let i = 0; i < node.items.length; i++) if (node.items[i].lblk <= lblk) idx = i;
+  return idx;
+}
+
 /** One call's view of an inode's tree: the root copy, i_blocks delta, helpers. */
 class TreeEdit {
   readonly root: Uint8Array;
@@ -97,7 +105,10 @@ class TreeEdit {
   }
 
   static async open(mount: Ext4Mount, h: JournalHandle, ino: number): Promise<TreeEdit> {
-    const inode = mount.ext4.inodeCache.get(ino) ?? await mount.inode(ino);
+    return TreeEdit.of(mount, h, ino, mount.ext4.inodeCache.get(ino) ?? await mount.inode(ino));
+  }
+
+  static of(mount: Ext4Mount, h: JournalHandle, ino: number, inode: Ext4Inode): TreeEdit {
     const root = inode.block.slice(0, I_BLOCK_BYTES);
     if ((inode.flags & InodeFlags.EXTENTS) === 0) {
       if (root.some((b) => b !== 0)) throw corrupted(`inode ${ino} is block-mapped; the extent writer needs an extent tree`);
@@ -111,13 +122,25 @@ class TreeEdit {
 
   /** Write the root, i_blocks and EXTENTS_FL into the inode. */
   async finish(): Promise<void> {
-    const sectorsPerBlock = this.mount.ext4.blockSizeBytes / 512;
-    await this.mount.writeInode(this.h, this.ino, (raw) => {
-      raw.block = this.root.slice();
-      raw.flags |= InodeFlags.EXTENTS;
-      raw.blocks += this.blocksDelta * sectorsPerBlock;
-      if (raw.blocks < 0) assert(false, `inode ${this.ino} i_blocks stays ≥ 0`);
-    });
+    if (this.finishNow()) return;
+    await this.mount.writeInode(this.h, this.ino, (raw) => this.intoInode(raw));
+  }
+
+  /** finish() without a promise when the journal holds the inode's table block; false: nothing done. */
+  finishNow(): boolean {
+    return this.mount.writeInodeNow(this.h, this.ino, (raw) => this.intoInode(raw)) !== undefined;
+  }
+
+  private intoInode(raw: Inode): void {
+    raw.block = this.root.slice();
+    raw.flags |= InodeFlags.EXTENTS;
+    raw.blocks += this.blocksDelta * (this.mount.ext4.blockSizeBytes / 512);
+    if (raw.blocks < 0) assert(false, `inode ${this.ino} i_blocks stays ≥ 0`);
+  }
+
+  /** Data blocks this edit allocated without allocData (the synchronous append). */
+  countDataBlocks(count: number): void {
+    this.blocksDelta += count;
   }
 
   // -------------------------------------------------------------------------------
@@ -137,7 +160,10 @@ class TreeEdit {
   }
 
   async readNode(pblk: number, depth: number): Promise<PathNode> {
-    const node = pblk === 0 ? this.root : await this.mount.ext4.cache.read(pblk, `extent node of inode ${this.ino}`);
+    return this.nodeOf(pblk, depth, pblk === 0 ? this.root : await this.mount.ext4.cache.read(pblk, `extent node of inode ${this.ino}`));
+  }
+
+  private nodeOf(pblk: number, depth: number, node: Uint8Array): PathNode {
     const header = decodeExtentHeader(node);
     if (header.depth !== depth) throw corrupted(`inode ${this.ino}: extent node ${pblk} depth ${header.depth}, expected ${depth}`);
     return { pblk, depth, items: this.decodeItems(node, depth, header.entries), idx: 0 };
@@ -169,9 +195,14 @@ class TreeEdit {
 
   /** Re-encode one entry of a node read on this edit's path (its other bytes are as read) and dirty it. */
   async writeEntry(node: PathNode, index: number): Promise<void> {
+    const bytes = node.pblk === 0 ? this.root : this.h.getWriteAccessNow(node.pblk) ?? await this.h.getWriteAccess(node.pblk);
+    this.writeEntryIn(node, index, bytes);
+  }
+
+  /** writeEntry into `bytes`: the root, or the node's block with write access taken. */
+  writeEntryIn(node: PathNode, index: number, bytes: Uint8Array): void {
     if (!(index >= 0 && index < node.items.length)) assert(false, `entry ${index} of a ${node.items.length}-entry node`);
     const isRoot = node.pblk === 0;
-    const bytes = isRoot ? this.root : await this.h.getWriteAccess(node.pblk);
     if (node.depth === 0) encodeExtent(bytes, index, (node.items as Extent[])[index]);
     else encodeExtentIndex(bytes, index, (node.items as ExtentIndex[])[index]);
     if (isRoot) return;
@@ -211,18 +242,36 @@ class TreeEdit {
   // -------------------------------------------------------------------------------
   // Paths
 
+  /**
+   * findPath without a promise, when every node below the root is held by the journal
+   * (the leaf a file is being appended to, after its first change in the transaction);
+   * undefined otherwise.
+   */
+  findPathNow(lblk: number): PathNode[] | undefined {
+    const path: PathNode[] = [];
+    let node = this.readRoot();
+    for (;;) {
+      node.idx = indexFor(node, lblk);
+      path.push(node);
+      if (node.depth === 0) return path;
+      if (path.length > EXT_MAX_DEPTH + 1) throw corrupted(`inode ${this.ino}: extent tree too deep`);
+      const pblk = (node.items as ExtentIndex[])[node.idx].leaf;
+      const bytes = this.mount.journal?.peek(pblk);
+      if (bytes === undefined) return undefined;
+      node = this.nodeOf(pblk, node.depth - 1, bytes);
+    }
+  }
+
   /** The path to the leaf that holds (or would hold) `lblk`. */
   async findPath(lblk: number): Promise<PathNode[]> {
     const path: PathNode[] = [];
     let node = this.readRoot();
     for (;;) {
-      let idx = 0;
-      for (let i = 0; i < node.items.length; i++) if (node.items[i].lblk <= lblk) idx = i;
-      node.idx = idx;
+      node.idx = indexFor(node, lblk);
       path.push(node);
       if (node.depth === 0) return path;
       if (path.length > EXT_MAX_DEPTH + 1) throw corrupted(`inode ${this.ino}: extent tree too deep`);
-      node = await this.readNode((node.items as ExtentIndex[])[idx].leaf, node.depth - 1);
+      node = await this.readNode((node.items as ExtentIndex[])[node.idx].leaf, node.depth - 1);
     }
   }
 
@@ -408,7 +457,10 @@ interface Found {
 
 /** The extent holding `lblk`, or the hole there (up to the next extent or leaf end), plus a goal. */
 async function lookup(edit: TreeEdit, lblk: number): Promise<Found> {
-  const path = await edit.findPath(lblk);
+  return lookupIn(edit, await edit.findPath(lblk), lblk);
+}
+
+function lookupIn(edit: TreeEdit, path: PathNode[], lblk: number): Found {
   const leaf = path[path.length - 1].items as Extent[];
   let beforeIndex = -1;
   for (let i = 0; i < leaf.length; i++) {
@@ -506,6 +558,49 @@ async function mapOrAllocate(
     await edit.finish();
   }
   return out;
+}
+
+/**
+ * mapOrAllocate without a promise, for what buffer_head writeback asks at nearly every
+ * block: the range is already mapped by one extent, or it is a hole right after an
+ * extent and the blocks right after that extent's are free — the append in place, with
+ * the allocation exactly at the goal (allocateBlocksNow). Undefined, with nothing
+ * changed, whenever something would need a read (a tree node, the inode's table block,
+ * the bitmap, the GDT block or the superblock not in the journal), another allocation is
+ * in flight, or the tree would change shape: the caller then uses mapOrAllocate.
+ */
+export function mapOrAllocateNow(
+  mount: Ext4Mount, h: JournalHandle, ino: number, lblk: number, count: number, options: MapOrAllocateOptions,
+): MappedRun[] | undefined {
+  checkRange(lblk, count);
+  const inode = mount.ext4.inodeCache.get(ino);
+  if (inode === undefined || count === 0 || (inode.flags & InodeFlags.EXTENTS) === 0) return undefined;
+  const edit = TreeEdit.of(mount, h, ino, inode);
+  const path = edit.findPathNow(lblk);
+  if (path === undefined) return undefined;
+  const found = lookupIn(edit, path, lblk);
+  if (found.extent !== undefined) {
+    const e = found.extent;
+    if (e.lblk + e.len < lblk + count) return undefined; // more than one extent: the general walk
+    return [{ lblk, count, pblk: e.pblk + (lblk - e.lblk), unwritten: e.unwritten, fresh: false }];
+  }
+  if (found.beforeIndex < 0 || lblk + count > found.holeEnd || (options.goal !== undefined && options.goal !== found.goal)) return undefined;
+  const leaf = path[path.length - 1];
+  const before = (leaf.items as Extent[])[found.beforeIndex];
+  if (before.lblk + before.len !== lblk || before.unwritten !== options.unwritten || before.len + count > maxLenOf(options.unwritten)) return undefined;
+  // Everything the append writes must be at hand before the allocation changes anything.
+  const leafBytes = leaf.pblk === 0 ? edit.root : h.getWriteAccessNow(leaf.pblk);
+  if (leafBytes === undefined || h.getWriteAccessNow(mount.inodeBlockOf(ino)) === undefined) return undefined;
+  const goal = before.pblk + before.len;
+  const run = allocateBlocksNow(mount, h, { goal, count, fromDelallocReservation: options.fromDelallocReservation === true });
+  if (run === undefined) return undefined;
+  assert(run.start === goal && run.count === count, 'the synchronous allocation is exactly the goal run');
+  edit.countDataBlocks(count);
+  (leaf.items as Extent[])[found.beforeIndex] = { ...before, len: before.len + count };
+  edit.writeEntryIn(leaf, found.beforeIndex, leafBytes);
+  const written = edit.finishNow();
+  assert(written, 'the inode table block stays in the journal while the handle holds it');
+  return [{ lblk, count, pblk: goal, unwritten: options.unwritten, fresh: true }];
 }
 
 /**

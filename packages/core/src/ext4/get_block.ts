@@ -58,7 +58,8 @@ import { type BlockMap, BufferState, type BufferInode, type GetBlock, HOLE } fro
 import type { BlockWritebackOps, WritebackBatch } from '../buffer/block-writepages.js';
 import { delallocConsume, delallocReserve, nondaSwitch } from './delalloc.js';
 import { EsStatus, newEsLookup } from './extents_status.js';
-import { extentWriter } from './extents-write.js';
+import { extentWriter, mapOrAllocateNow } from './extents-write.js';
+import type { MappedRun } from './write-api.js';
 import { MapFlags, MapStatus, type BlocksMapping, type Ext4InodeState, mapBlocks, resolveLocked, writeCredits } from './map_blocks.js';
 
 /** The inode the generic buffer layer is handed for an ext4 regular file. */
@@ -215,17 +216,31 @@ async function writebackMapBatch(inode: BufferInode, batch: WritebackBatch, body
  * as a WRITTEN extent (its reservation consumed); UNWRITTEN → converted to written;
  * MAPPED → as is; HOLE (punched while dirty) → a hole, not written. Null when the handle
  * has no credits left for another block (or on a first ENOSPC): the batch ends here.
+ * A delayed block that continues the file's last extent, with everything it dirties
+ * already in the journal (every block but the first few of a transaction, when a file
+ * is written in order), is allocated and answered synchronously: no promise per block.
  */
-async function writebackGetBlock(inode: BufferInode, lblk: number): Promise<BlockMap | null> {
+function writebackGetBlock(inode: BufferInode, lblk: number): BlockMap | null | Promise<BlockMap | null> {
   const state = stateOf(inode);
   const session = sessions.get(state);
   assert(session !== undefined, 'writeback getBlock runs inside a batch');
+  const { h } = session;
+  const perBlock = writeCredits(state.mount, 1);
+  if (h.creditsLeft < perBlock && !h.extend(perBlock - h.creditsLeft)) return null;
+  const known = esAnswer(state, lblk);
+  if (known !== undefined && (known.state & BufferState.DELAY) !== 0) {
+    const now = allocateDelayedNow(state, session, lblk);
+    if (now !== undefined) return now;
+  }
+  return writebackMap(state, session, lblk, known);
+}
+
+/** The general case of writeback's getBlock (reads and waits allowed); `cached`: the ES tree's answer, if it had one. */
+async function writebackMap(state: Ext4InodeState, session: Session, lblk: number, cached: BlockMap | undefined): Promise<BlockMap | null> {
   const { mount } = state;
   const { h } = session;
-  const perBlock = writeCredits(mount, 1);
-  if (h.creditsLeft < perBlock && !h.extend(perBlock - h.creditsLeft)) return null;
   // The session holds i_data_sem: the ES answer (or the disk's, on a miss) stays true while we work.
-  const known = esAnswer(state, lblk) ?? fromMapping(await resolveLocked(state, lblk, 1));
+  const known = cached ?? fromMapping(await resolveLocked(state, lblk, 1));
   if ((known.state & BufferState.DELAY) !== 0) return allocateDelayed(state, session, lblk);
   if ((known.state & BufferState.UNWRITTEN) !== 0) {
     await extentWriter.convertUnwritten(mount, h, state.ino, lblk, 1);
@@ -234,6 +249,17 @@ async function writebackGetBlock(inode: BufferInode, lblk: number): Promise<Bloc
     return { state: BufferState.MAPPED, blocknr: known.blocknr };
   }
   return known; // MAPPED as is; or a hole (punched while dirty): not written
+}
+
+/**
+ * The common case of allocateDelayed with no promise: the delayed block continues the
+ * file's last extent and everything it dirties is already in the journal
+ * (extents-write mapOrAllocateNow); undefined, with nothing changed, otherwise.
+ */
+function allocateDelayedNow(state: Ext4InodeState, session: Session, lblk: number): BlockMap | undefined {
+  const runs = mapOrAllocateNow(state.mount, session.h, state.ino, lblk, 1, { unwritten: false, fromDelallocReservation: true });
+  if (runs === undefined) return undefined;
+  return allocatedDelayed(state, session, lblk, runs);
 }
 
 async function allocateDelayed(state: Ext4InodeState, session: Session, lblk: number): Promise<BlockMap | null> {
@@ -250,6 +276,11 @@ async function allocateDelayed(state: Ext4InodeState, session: Session, lblk: nu
     enospcRetries.delete(state);
     throw new FsError('ENOSPC', { syscall: 'writeback', detail: `inode ${state.ino}: no space for delayed block ${lblk}; data will be lost` });
   }
+  return allocatedDelayed(state, session, lblk, runs);
+}
+
+/** A delayed block now allocated (`runs`, one block): the ES tree says WRITTEN and its reservation is consumed. */
+function allocatedDelayed(state: Ext4InodeState, session: Session, lblk: number, runs: MappedRun[]): BlockMap {
   enospcRetries.delete(state);
   const run = runs[0];
   assert(runs.length === 1 && run.lblk === lblk && run.count === 1 && run.fresh && !run.unwritten, 'one delayed block allocated written');

@@ -136,12 +136,28 @@ export class Ext4Mount {
    * in-range fields decodes back to them: encodeInto asserts the range).
    */
   async writeInode(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Promise<Ext4Inode> {
+    const blockIndex = this.inodeBlockOf(ino);
+    const block = h.getWriteAccessNow(blockIndex) ?? await h.getWriteAccess(blockIndex);
+    return this.writeInodeIn(h, ino, blockIndex, block, mutate);
+  }
+
+  /** writeInode without a promise, when the journal already holds the inode's table block; else undefined (nothing done). */
+  writeInodeNow(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Ext4Inode | undefined {
+    const blockIndex = this.inodeBlockOf(ino);
+    const block = h.getWriteAccessNow(blockIndex);
+    return block === undefined ? undefined : this.writeInodeIn(h, ino, blockIndex, block, mutate);
+  }
+
+  /** The inode table block holding `ino`. */
+  inodeBlockOf(ino: number): number {
     const { ext4 } = this;
     const { group, index } = inodeLocation(ext4, ino);
-    const offsetBytes = index * ext4.inodeSizeBytes;
-    const blockIndex = ext4.groups[group].inodeTable + Math.floor(offsetBytes / ext4.blockSizeBytes);
-    const block = await h.getWriteAccess(blockIndex);
-    const at = offsetBytes % ext4.blockSizeBytes;
+    return ext4.groups[group].inodeTable + Math.floor((index * ext4.inodeSizeBytes) / ext4.blockSizeBytes);
+  }
+
+  private writeInodeIn(h: JournalHandle, ino: number, blockIndex: number, block: Uint8Array, mutate: (raw: Inode) => void): Ext4Inode {
+    const { ext4 } = this;
+    const at = (inodeLocation(ext4, ino).index * ext4.inodeSizeBytes) % ext4.blockSizeBytes;
     const slot = block.subarray(at, at + ext4.inodeSizeBytes);
     const cached = ext4.inodeCache.get(ino);
     const raw = cached !== undefined && bytesEqual(cached.raw.raw, slot)
@@ -173,21 +189,36 @@ export class Ext4Mount {
    * block while mounted (ext4.groups is the truth), so the block may lag until then.
    */
   async writeGroup(h: JournalHandle, group: number, options: { blockBitmapChanged?: boolean } = {}): Promise<void> {
+    if (this.writeGroupNow(h, group, options)) return;
+    const blockIndex = this.gdtBlockOf(group);
+    await h.getWriteAccess(blockIndex);
+    // Another handle of this transaction may have set the trigger while we waited: then this joins it.
+    this.writeGroupIn(h, group, blockIndex, options);
+  }
+
+  /** writeGroup without a promise when the GDT block is in h's transaction already or held by the journal; false: nothing done. */
+  writeGroupNow(h: JournalHandle, group: number, options: { blockBitmapChanged?: boolean } = {}): boolean {
+    const blockIndex = this.gdtBlockOf(group);
+    if (!h.hasFrozenTrigger(blockIndex) && h.getWriteAccessNow(blockIndex) === undefined) return false;
+    this.writeGroupIn(h, group, blockIndex, options);
+    return true;
+  }
+
+  private gdtBlockOf(group: number): number {
     const { ext4 } = this;
     const descPerBlock = ext4.blockSizeBytes / ext4.descSizeBytes;
-    const blockIndex = gdtBlockLocation(ext4.sb, Math.floor(group / descPerBlock), descPerBlock);
+    return gdtBlockLocation(ext4.sb, Math.floor(group / descPerBlock), descPerBlock);
+  }
+
+  /** Add `group` to the GDT block's set for h's transaction (the block is h's, or in the transaction with its trigger). */
+  private writeGroupIn(h: JournalHandle, group: number, blockIndex: number, options: { blockBitmapChanged?: boolean }): void {
     let pending = h.hasFrozenTrigger(blockIndex) ? this.gdtPending.get(blockIndex) : undefined;
     if (pending === undefined) {
-      await h.getWriteAccess(blockIndex);
-      // Another handle of this transaction may have set the trigger while we waited.
-      pending = h.hasFrozenTrigger(blockIndex) ? this.gdtPending.get(blockIndex) : undefined;
-      if (pending === undefined) {
-        const fresh: GdtPending = { groups: new Set(), blockBitmaps: new Set() };
-        h.dirtyMetadata(blockIndex);
-        h.setFrozenTrigger(blockIndex, (bytes) => this.encodeGroups(bytes, fresh));
-        this.gdtPending.set(blockIndex, fresh);
-        pending = fresh;
-      }
+      const fresh: GdtPending = { groups: new Set(), blockBitmaps: new Set() };
+      h.dirtyMetadata(blockIndex);
+      h.setFrozenTrigger(blockIndex, (bytes) => this.encodeGroups(bytes, fresh));
+      this.gdtPending.set(blockIndex, fresh);
+      pending = fresh;
     }
     pending.groups.add(group);
     if (options.blockBitmapChanged === true) pending.blockBitmaps.add(group);
@@ -230,9 +261,24 @@ export class Ext4Mount {
    * inside handles.
    */
   async writeSuperblock(h: JournalHandle): Promise<void> {
+    if (this.writeSuperblockNow(h)) return;
     const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / this.ext4.blockSizeBytes);
-    if (h.hasFrozenTrigger(blockIndex)) return;
     const block = await h.getWriteAccess(blockIndex);
+    if (h.hasFrozenTrigger(blockIndex)) return; // another handle of this transaction set it meanwhile
+    this.takeSuperblock(h, blockIndex, block);
+  }
+
+  /** writeSuperblock without a promise when block 0 is in h's transaction already or held by the journal; false: nothing done. */
+  writeSuperblockNow(h: JournalHandle): boolean {
+    const blockIndex = Math.floor(SUPERBLOCK_OFFSET_BYTES / this.ext4.blockSizeBytes);
+    if (h.hasFrozenTrigger(blockIndex)) return true;
+    const block = h.getWriteAccessNow(blockIndex);
+    if (block === undefined) return false;
+    this.takeSuperblock(h, blockIndex, block);
+    return true;
+  }
+
+  private takeSuperblock(h: JournalHandle, blockIndex: number, block: Uint8Array): void {
     this.encodeSuperblockInto(block);
     h.dirtyMetadata(blockIndex);
     h.setFrozenTrigger(blockIndex, (bytes) => this.encodeSuperblockInto(bytes));

@@ -22,6 +22,13 @@
 export interface JournalHandle {
   /** Read (via the metadata cache) fs block `blockNr` and declare it will be modified. */
   getWriteAccess(blockNr: number): Promise<Uint8Array>;
+  /**
+   * getWriteAccess without a read: the live bytes when the journal already holds the
+   * block (a running or committing transaction has it, or a handle took it), else
+   * undefined and nothing happens. Synchronous — for paths that run per block and
+   * want no promise when nothing has to be read.
+   */
+  getWriteAccessNow(blockNr: number): Uint8Array | undefined;
   /** A block that is new to metadata (just allocated): zero-filled, never read from disk. */
   getCreateAccess(blockNr: number): Uint8Array;
   /** The bytes of `blockNr` (from getWrite/CreateAccess) are changed and final for now. */

@@ -669,3 +669,29 @@ describe('JournalHandle.setFrozenTrigger', () => {
     expect(runs).toBe(0);
   });
 });
+
+describe('JournalHandle.getWriteAccessNow', () => {
+  it('getWriteAccessNow gives the live bytes of a block the journal holds, and nothing (no read) for one it does not', async () => {
+    const device = await freshDevice();
+    const journal = await openJournal(device);
+    const h = await journal.start(2);
+    expect(h.getWriteAccessNow(60)).toBeUndefined(); // not held: it would need a read
+    const live = await h.getWriteAccess(60);
+    live[0] = 0x61;
+    h.dirtyMetadata(60);
+    await journal.stop(h);
+    const next = await journal.start(1);
+    const now = next.getWriteAccessNow(60);
+    expect(now).toBe(live); // the same object, as getWriteAccess gives
+    now![1] = 0x62;
+    next.dirtyMetadata(60); // already in the transaction: no credit
+    expect(next.creditsLeft).toBe(1);
+    await journal.stop(next);
+    await journal.commit();
+    await journal.checkpoint();
+    expect([...(await readBlock(device, 60)).subarray(0, 2)]).toEqual([0x61, 0x62]);
+    const after = await journal.start(1);
+    expect(after.getWriteAccessNow(60)).toBeUndefined(); // checkpointed home: the journal let it go
+    await journal.stop(after);
+  });
+});

@@ -301,6 +301,16 @@ export class Journal implements MetadataJournal, HandleHost {
     return buffer;
   }
 
+  accessBlockNow(handle: Handle, blockNr: number): Uint8Array | undefined {
+    this.checkBlockNr(blockNr);
+    this.checkUsable();
+    const buffer = this.live.get(blockNr);
+    if (buffer === undefined) return undefined;
+    handle.transaction.revoked.delete(blockNr); // logging a block again cancels its revoke
+    this.pin(handle, blockNr, buffer);
+    return buffer;
+  }
+
   private async load(blockNr: number): Promise<Uint8Array> {
     try {
       const bytes = await this.options.readBlock(blockNr);

@@ -79,6 +79,7 @@ export class Transaction {
 /** What a handle needs from the journal (kept narrow so the handle stays simple). */
 export interface HandleHost {
   accessBlock(handle: Handle, blockNr: number): Promise<Uint8Array>;
+  accessBlockNow(handle: Handle, blockNr: number): Uint8Array | undefined;
   createBlock(handle: Handle, blockNr: number): Uint8Array;
   dirtyBlock(handle: Handle, blockNr: number): void;
   revokeBlock(handle: Handle, blockNr: number): void;
@@ -103,6 +104,11 @@ export class Handle implements JournalHandle {
   getWriteAccess(blockNr: number): Promise<Uint8Array> {
     assert(!this.stopped, 'getWriteAccess on a stopped handle');
     return this.host.accessBlock(this, blockNr);
+  }
+
+  getWriteAccessNow(blockNr: number): Uint8Array | undefined {
+    assert(!this.stopped, 'getWriteAccessNow on a stopped handle');
+    return this.host.accessBlockNow(this, blockNr);
   }
 
   getCreateAccess(blockNr: number): Uint8Array {
