@@ -132,8 +132,10 @@ export class Ext4Mount {
    *
    * Cost: the fields are decoded only when the inode cache's copy is not of these exact
    * slot bytes (a 256-byte compare decides); one encode over the slot in place, one
-   * crc32c over it, one 256-byte copy for the new view — no second decode (an encode of
-   * in-range fields decodes back to them: encodeInto asserts the range).
+   * crc32c over it, one 256-byte copy for the cache's compare — no second decode (an
+   * encode of in-range fields decodes back to them: encodeInto asserts the range).
+   * About 2.5 µs; the buffer_head path pays it for every block it allocates, as the
+   * kernel copies its inode into the buffer at every ext4_mark_inode_dirty.
    */
   async writeInode(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Promise<Ext4Inode> {
     const blockIndex = this.inodeBlockOf(ino);
@@ -160,17 +162,27 @@ export class Ext4Mount {
     const at = (inodeLocation(ext4, ino).index * ext4.inodeSizeBytes) % ext4.blockSizeBytes;
     const slot = block.subarray(at, at + ext4.inodeSizeBytes);
     const cached = ext4.inodeCache.get(ino);
-    const raw = cached !== undefined && bytesEqual(cached.raw.raw, slot)
-      ? { ...cached.raw, block: cached.raw.block.slice() }
-      : decodeInode(slot, ext4.inodeSizeBytes);
-    mutate(raw);
-    encodeInodeInPlace(raw, slot);
+    // The cached fields are changed in place when they are of these exact slot bytes (the
+    // views handed out before share them: only isFastSymlink looks, at fields no write
+    // changes under it); a failed change drops them from the cache.
+    const reuse = cached !== undefined && bytesEqual(cached.raw.raw, slot);
+    const raw = reuse ? cached.raw : decodeInode(slot, ext4.inodeSizeBytes);
+    const generation = raw.generation;
+    raw.block = raw.block.slice(); // earlier views keep their i_block bytes
+    try {
+      mutate(raw);
+      encodeInodeInPlace(raw, slot);
+    } catch (error) {
+      ext4.inodeCache.delete(ino);
+      throw error;
+    }
     const seed = ext4.metadataCsum
-      ? (cached !== undefined && cached.raw.generation === raw.generation ? cached.csumSeed : inodeChecksumSeed(ext4.fsSeed, ino, raw.generation))
+      ? (cached !== undefined && generation === raw.generation ? cached.csumSeed : inodeChecksumSeed(ext4.fsSeed, ino, raw.generation))
       : undefined;
     if (seed !== undefined) writeInodeChecksum(slot, seed);
     h.dirtyMetadata(blockIndex);
-    raw.raw = slot.slice();
+    if (reuse) raw.raw.set(slot);
+    else raw.raw = slot.slice();
     const inode = inodeFromDisk(ext4, ino, raw);
     ext4.inodeCache.set(ino, inode);
     return inode;
