@@ -1,7 +1,9 @@
 /**
  * Micro-benchmark: each wasm kernel against its pure-TS twin (packages/core/src/wasm/twins.ts)
  * at the sizes the engine uses them, over the same bytes in the shared wasm memory.
- * Run: `pnpm run bench:micro` (≈ 30 s). Prints kernel, size, TS, WASM and WASM/TS.
+ * Run: `pnpm run bench:micro` (≈ 50 s: these kernels ≈ 15 s, then the engine's own pieces —
+ * ES tree, mapBlocks, folio lookup, one 1 MiB / 4 KiB read and write by stage — from
+ * micro-engine.ts, ≈ 35 s). Prints kernel, size, TS, WASM and WASM/TS, then its tables.
  *
  * Sub-microsecond kernels run in batches per tinybench iteration, so the timer's own cost
  * (tens of ns) does not swamp them; rates are per single call.
@@ -10,6 +12,7 @@ import { Bench } from 'tinybench';
 import type * as CrcModule from '../packages/core/dist/format/crc32c.js';
 import type * as WasmModule from '../packages/core/dist/wasm/index.js';
 import type { WasmCore } from '../packages/core/dist/wasm/index.js';
+import { engineMicroMain } from './micro-engine.js';
 
 // The core's compiled modules, by path: types come from the source-relative path above
 // (type-only, erased), values from the same files relative to this file's output in
@@ -162,3 +165,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+console.log();
+await engineMicroMain();
