@@ -41,8 +41,8 @@
 import { assert } from '../assert.js';
 import {
   EXT_INIT_MAX_LEN, EXT_MAX_DEPTH, EXT_UNWRITTEN_MAX_LEN, ROOT_MAX_ENTRIES, decodeExtent, decodeExtentHeader,
-  decodeExtentIndex, encodeExtent, encodeExtentHeader, encodeExtentIndex, nodeMaxEntries, sealExtentBlock,
-  type Extent, type ExtentIndex, EXTENT_MAGIC,
+  decodeExtentIndex, encodeExtent, encodeExtentHeader, encodeExtentIndex, extentEntryLblk, nodeMaxEntries, sealExtentBlock,
+  type Extent, type ExtentIndex, EXTENT_ENTRY_BYTES, EXTENT_HEADER_BYTES, EXTENT_MAGIC,
 } from '../format/extent.js';
 import { InodeFlags, I_BLOCK_BYTES, type Inode } from '../format/inode.js';
 import type { JournalHandle } from '../jbd2/handle.js';
@@ -64,6 +64,34 @@ interface PathNode {
   idx: number;
 }
 
+/**
+ * A node on a root → leaf path as bytes, for lookups: binary search over the entries'
+ * first blocks, and only the entries looked at decoded (a leaf holds up to 340).
+ */
+interface NodeBytes {
+  /** 0 = the root in i_block. */
+  pblk: number;
+  depth: number;
+  bytes: Uint8Array;
+  entries: number;
+  /** Entries the node may hold (the root 4; a block its header's max). */
+  capacity: number;
+  /** Index nodes: the entry followed. */
+  idx: number;
+}
+
+/** Binary search over a node's bytes: the last entry whose first block is ≤ `lblk`, or -1. */
+function lastEntryAtOrBefore(node: NodeBytes, lblk: number): number {
+  let lo = 0;
+  let hi = node.entries; // invariant: entries < lo start ≤ lblk < entries ≥ hi
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (extentEntryLblk(node.bytes, mid) <= lblk) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
 /** pullFromRight stops when the handle has fewer credits left than this (one step dirties ≤ 3 nodes + a free's 3 blocks). */
 const PULL_CREDITS_MIN = 8;
 
@@ -71,24 +99,42 @@ function maxLenOf(unwritten: boolean): number {
   return unwritten ? EXT_UNWRITTEN_MAX_LEN : EXT_INIT_MAX_LEN;
 }
 
-/** Merge neighbours that are logically and physically contiguous and of one kind. */
+/**
+ * Merge neighbours that are logically and physically contiguous and of one kind. Extent
+ * objects are never changed in place (a merge makes a new one), so the ones that do not
+ * merge are shared, not copied.
+ */
 export function mergeExtents(items: readonly Extent[]): Extent[] {
   const out: Extent[] = [];
   for (const e of items) {
     const last = out[out.length - 1];
     if (last !== undefined && last.lblk + last.len === e.lblk && last.pblk + last.len === e.pblk
       && last.unwritten === e.unwritten && last.len + e.len <= maxLenOf(e.unwritten)) {
-      out[out.length - 1] = { ...last, len: last.len + e.len };
-    } else out.push({ ...e });
+      out[out.length - 1] = { lblk: last.lblk, len: last.len + e.len, pblk: last.pblk, unwritten: last.unwritten };
+    } else out.push(e);
   }
   return out;
 }
 
 /** The entry of `node` to follow (or search from) for `lblk`: the last one starting at or before it (0 if none). */
 function indexFor(node: PathNode, lblk: number): number {
-  let idx = 0;
-  for (let i = 0; i < node.items.length; i++) if (node.items[i].lblk <= lblk) idx = i;
-  return idx;
+  return Math.max(0, lastAtOrBefore(node.items, lblk));
+}
+
+/**
+ * Binary search (ext4_ext_binsearch): the index of the last item whose lblk ≤ `lblk`
+ * in items sorted by lblk, or -1 if none. A leaf holds up to 340 extents; a linear
+ * scan of every node on the path per block was most of a random write's tree cost.
+ */
+function lastAtOrBefore(items: readonly { lblk: number }[], lblk: number): number {
+  let lo = 0;
+  let hi = items.length; // invariant: items[< lo].lblk ≤ lblk < items[≥ hi].lblk
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (items[mid].lblk <= lblk) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
 }
 
 /** One call's view of an inode's tree: the root copy, i_blocks delta, helpers. */
@@ -193,21 +239,37 @@ class TreeEdit {
     this.h.dirtyMetadata(node.pblk);
   }
 
-  /** Re-encode one entry of a node read on this edit's path (its other bytes are as read) and dirty it. */
-  async writeEntry(node: PathNode, index: number): Promise<void> {
-    const bytes = node.pblk === 0 ? this.root : this.h.getWriteAccessNow(node.pblk) ?? await this.h.getWriteAccess(node.pblk);
-    this.writeEntryIn(node, index, bytes);
+  /** The leaf's bytes to change: the root itself, or the block with write access taken (undefined: that needs a read). */
+  leafBytesNow(leaf: NodeBytes): Uint8Array | undefined {
+    return leaf.pblk === 0 ? this.root : this.h.getWriteAccessNow(leaf.pblk);
   }
 
-  /** writeEntry into `bytes`: the root, or the node's block with write access taken. */
-  writeEntryIn(node: PathNode, index: number, bytes: Uint8Array): void {
-    if (!(index >= 0 && index < node.items.length)) assert(false, `entry ${index} of a ${node.items.length}-entry node`);
-    const isRoot = node.pblk === 0;
-    if (node.depth === 0) encodeExtent(bytes, index, (node.items as Extent[])[index]);
-    else encodeExtentIndex(bytes, index, (node.items as ExtentIndex[])[index]);
-    if (isRoot) return;
+  async leafBytes(leaf: NodeBytes): Promise<Uint8Array> {
+    return this.leafBytesNow(leaf) ?? this.h.getWriteAccess(leaf.pblk);
+  }
+
+  /** Extent `index` of leaf `leaf` becomes `extent` in `bytes` (leafBytes): one entry encoded, the block sealed and dirtied. */
+  setLeafEntry(leaf: NodeBytes, bytes: Uint8Array, index: number, extent: Extent): void {
+    if (!(index >= 0 && index < leaf.entries)) assert(false, `entry ${index} of a ${leaf.entries}-entry leaf`);
+    encodeExtent(bytes, index, extent);
+    this.sealLeaf(leaf, bytes);
+  }
+
+  /** `extent` goes in at `index` of leaf `leaf` in `bytes` (leafBytes), the entries after it moving up one: the block sealed and dirtied. */
+  insertLeafEntry(leaf: NodeBytes, bytes: Uint8Array, index: number, extent: Extent): void {
+    if (!(index >= 0 && index <= leaf.entries && leaf.entries < leaf.capacity)) assert(false, `insert at ${index} of a ${leaf.entries}/${leaf.capacity}-entry leaf`);
+    const at = EXTENT_HEADER_BYTES + index * EXTENT_ENTRY_BYTES;
+    bytes.copyWithin(at + EXTENT_ENTRY_BYTES, at, EXTENT_HEADER_BYTES + leaf.entries * EXTENT_ENTRY_BYTES);
+    leaf.entries += 1;
+    encodeExtentHeader(bytes, { ...decodeExtentHeader(bytes), entries: leaf.entries });
+    encodeExtent(bytes, index, extent);
+    this.sealLeaf(leaf, bytes);
+  }
+
+  private sealLeaf(leaf: NodeBytes, bytes: Uint8Array): void {
+    if (leaf.pblk === 0) return; // the root goes into the inode at finish
     if (this.mount.ext4.metadataCsum) sealExtentBlock(bytes, this.seed);
-    this.h.dirtyMetadata(node.pblk);
+    this.h.dirtyMetadata(leaf.pblk);
   }
 
   inodeGroupGoal(): number {
@@ -242,24 +304,69 @@ class TreeEdit {
   // -------------------------------------------------------------------------------
   // Paths
 
+  /** The root's header and bytes (no read, no promise). */
+  rootBytes(): NodeBytes {
+    return this.nodeBytes(0, -1, this.root);
+  }
+
+  /** A node's bytes checked against its header (`depth` -1: the root, any depth). */
+  private nodeBytes(pblk: number, depth: number, bytes: Uint8Array): NodeBytes {
+    const header = decodeExtentHeader(bytes);
+    if (depth >= 0 ? header.depth !== depth : header.depth > EXT_MAX_DEPTH) {
+      throw corrupted(`inode ${this.ino}: extent node ${pblk} depth ${header.depth}${depth >= 0 ? `, expected ${depth}` : ''}`);
+    }
+    const capacity = pblk === 0 ? ROOT_MAX_ENTRIES : Math.min(header.max, this.maxEntries);
+    if (header.entries > capacity) throw corrupted(`inode ${this.ino}: extent node ${pblk} has ${header.entries} entries, room for ${capacity}`);
+    return { pblk, depth: header.depth, bytes, entries: header.entries, capacity, idx: 0 };
+  }
+
+  /** The path to the leaf for `lblk`, as bytes; nodes below the root come from the journal if it holds them, else the cache. */
+  async findBytes(lblk: number): Promise<NodeBytes[]> {
+    const path: NodeBytes[] = [];
+    let node = this.rootBytes();
+    while (node.depth > 0) {
+      const child = this.followBytes(path, node, lblk);
+      node = this.nodeBytes(child, node.depth - 1, this.mount.journal?.peek(child) ?? await this.mount.ext4.cache.read(child, `extent node of inode ${this.ino}`));
+    }
+    path.push(node);
+    return path;
+  }
+
   /**
-   * findPath without a promise, when every node below the root is held by the journal
+   * findBytes without a promise, when every node below the root is held by the journal
    * (the leaf a file is being appended to, after its first change in the transaction);
    * undefined otherwise.
    */
-  findPathNow(lblk: number): PathNode[] | undefined {
-    const path: PathNode[] = [];
-    let node = this.readRoot();
-    for (;;) {
-      node.idx = indexFor(node, lblk);
-      path.push(node);
-      if (node.depth === 0) return path;
-      if (path.length > EXT_MAX_DEPTH + 1) throw corrupted(`inode ${this.ino}: extent tree too deep`);
-      const pblk = (node.items as ExtentIndex[])[node.idx].leaf;
-      const bytes = this.mount.journal?.peek(pblk);
+  findBytesNow(lblk: number): NodeBytes[] | undefined {
+    const path: NodeBytes[] = [];
+    let node = this.rootBytes();
+    while (node.depth > 0) {
+      const child = this.followBytes(path, node, lblk);
+      const bytes = this.mount.journal?.peek(child);
       if (bytes === undefined) return undefined;
-      node = this.nodeOf(pblk, node.depth - 1, bytes);
+      node = this.nodeBytes(child, node.depth - 1, bytes);
     }
+    path.push(node);
+    return path;
+  }
+
+  /** Index node `node` joins the path; the child block to follow for `lblk`. */
+  private followBytes(path: NodeBytes[], node: NodeBytes, lblk: number): number {
+    if (node.entries === 0) throw corrupted(`inode ${this.ino}: empty extent index node ${node.pblk}`);
+    if (path.length >= EXT_MAX_DEPTH) throw corrupted(`inode ${this.ino}: extent tree too deep`);
+    node.idx = Math.max(0, lastEntryAtOrBefore(node, lblk));
+    path.push(node);
+    return decodeExtentIndex(node.bytes, node.idx).leaf;
+  }
+
+  /** The logical block where the leaf of a byte path stops covering: the next index start above it. */
+  leafEndBytes(path: readonly NodeBytes[]): number {
+    let end = LBLK_LIMIT;
+    for (let level = 0; level < path.length - 1; level++) {
+      const node = path[level];
+      if (node.idx + 1 < node.entries) end = Math.min(end, extentEntryLblk(node.bytes, node.idx + 1));
+    }
+    return end;
   }
 
   /** The path to the leaf that holds (or would hold) `lblk`. */
@@ -450,26 +557,31 @@ interface Found {
   /** In a hole: where it ends (the next extent, or the leaf's end). */
   holeEnd: number;
   goal: number;
-  /** The path to the leaf searched, and the index in it of the extent before a hole (-1: none). */
-  path: PathNode[];
+  /** The path to the leaf searched (bytes), the index in the leaf of the extent before a hole (-1: none) and that extent. */
+  path: NodeBytes[];
   beforeIndex: number;
+  before: Extent | undefined;
 }
 
 /** The extent holding `lblk`, or the hole there (up to the next extent or leaf end), plus a goal. */
 async function lookup(edit: TreeEdit, lblk: number): Promise<Found> {
-  return lookupIn(edit, await edit.findPath(lblk), lblk);
+  return lookupIn(edit, await edit.findBytes(lblk), lblk);
 }
 
-function lookupIn(edit: TreeEdit, path: PathNode[], lblk: number): Found {
-  const leaf = path[path.length - 1].items as Extent[];
-  let beforeIndex = -1;
-  for (let i = 0; i < leaf.length; i++) {
-    const e = leaf[i];
-    if (e.lblk <= lblk && lblk < e.lblk + e.len) return { extent: e, holeEnd: lblk, goal: 0, path, beforeIndex: -1 };
-    if (e.lblk > lblk) return { extent: undefined, holeEnd: e.lblk, goal: goalAfter(edit, leaf[beforeIndex], lblk), path, beforeIndex };
-    beforeIndex = i;
-  }
-  return { extent: undefined, holeEnd: edit.leafEnd(path), goal: goalAfter(edit, leaf[beforeIndex], lblk), path, beforeIndex };
+/** lookup in the leaf of `path`: a binary search, two entries decoded at most. */
+function lookupIn(edit: TreeEdit, path: NodeBytes[], lblk: number): Found {
+  const leaf = path[path.length - 1];
+  const i = lastEntryAtOrBefore(leaf, lblk);
+  const e = i >= 0 ? decodeExtent(leaf.bytes, i) : undefined;
+  if (e !== undefined && lblk < e.lblk + e.len) return { extent: e, holeEnd: lblk, goal: 0, path, beforeIndex: -1, before: undefined };
+  const holeEnd = i + 1 < leaf.entries ? extentEntryLblk(leaf.bytes, i + 1) : edit.leafEndBytes(path);
+  return { extent: undefined, holeEnd, goal: goalAfter(edit, e, lblk), path, beforeIndex: i, before: e };
+}
+
+/** Whether `extent` continues `before` (logically, physically, same kind, within the length cap). */
+function continues(before: Extent, extent: Extent): boolean {
+  return before.lblk + before.len === extent.lblk && before.pblk + before.len === extent.pblk
+    && before.unwritten === extent.unwritten && before.len + extent.len <= maxLenOf(extent.unwritten);
 }
 
 /**
@@ -478,18 +590,37 @@ function lookupIn(edit: TreeEdit, path: PathNode[], lblk: number): Found {
  * extent in place — one entry re-encoded in the leaf (checksummed if a block), no list
  * rebuild, no split, no change to the leaf's first block or entry count, so nothing
  * above it moves. This is what a file written in order costs per allocation (the
- * buffer_head path allocates one block at a time). False: use insertExtent.
+ * buffer_head path allocates one block at a time). False: try the next way.
  */
 async function tryAppend(edit: TreeEdit, found: Found, extent: Extent): Promise<boolean> {
-  if (found.beforeIndex < 0) return false;
-  const leaf = found.path[found.path.length - 1];
-  const before = (leaf.items as Extent[])[found.beforeIndex];
-  if (before.lblk + before.len !== extent.lblk || before.pblk + before.len !== extent.pblk
-    || before.unwritten !== extent.unwritten || before.len + extent.len > maxLenOf(extent.unwritten)) return false;
+  const before = found.before;
+  if (before === undefined || !continues(before, extent)) return false;
   assert(extent.lblk + extent.len <= found.holeEnd, 'the appended blocks stay inside the hole');
-  const grown: Extent = { ...before, len: before.len + extent.len };
-  (leaf.items as Extent[])[found.beforeIndex] = grown;
-  await edit.writeEntry(leaf, found.beforeIndex);
+  const leaf = found.path[found.path.length - 1];
+  edit.setLeafEntry(leaf, await edit.leafBytes(leaf), found.beforeIndex, { ...before, len: before.len + extent.len });
+  return true;
+}
+
+/**
+ * The insert fast path (the kernel's memmove in ext4_ext_insert_extent): a new extent
+ * that merges with neither neighbour goes into a leaf with room, entries after it moving
+ * up one. Taken only where insertExtent would change nothing else, so the tree comes out
+ * the same: not as the first entry of a leaf block (its parent's index entry would have
+ * to follow), and only if the leaf ends full or has no right sibling (else insertExtent
+ * pulls entries from that sibling, which keeps the level as narrow as e2fsck wants it).
+ * One memmove, one entry, one checksum instead of decoding and re-encoding the leaf: a
+ * file of up to 4 extents (the root), or a leaf at the end of its parent — a random write
+ * into a file of a few hundred extents. False: use insertExtent.
+ */
+async function tryInsertInPlace(edit: TreeEdit, found: Found, extent: Extent): Promise<boolean> {
+  const leaf = found.path[found.path.length - 1];
+  const parent = found.path.length > 1 ? found.path[found.path.length - 2] : undefined;
+  const at = found.beforeIndex + 1;
+  if (leaf.entries >= leaf.capacity || (at === 0 && leaf.pblk !== 0)) return false;
+  if (parent !== undefined && leaf.entries + 1 < leaf.capacity && parent.idx + 1 < parent.entries) return false; // insertExtent would pull from the right
+  if (at < leaf.entries && continues(extent, decodeExtent(leaf.bytes, at))) return false; // merges with the next: insertExtent
+  assert(extent.lblk + extent.len <= found.holeEnd, 'the inserted blocks stay inside the hole');
+  edit.insertLeafEntry(leaf, await edit.leafBytes(leaf), at, extent);
   return true;
 }
 
@@ -498,13 +629,12 @@ function goalAfter(edit: TreeEdit, before: Extent | undefined, lblk: number): nu
   return Math.min(before.pblk + (lblk - before.lblk), edit.mount.ext4.blocksCount - 1);
 }
 
+/** Insert `extent` into its leaf and fix the tree around it (split, merge, index starts). */
 async function insertExtent(edit: TreeEdit, extent: Extent): Promise<void> {
   const path = await edit.findPath(extent.lblk);
   const leaf = path[path.length - 1].items as Extent[];
   const items = leaf.slice();
-  let at = 0;
-  while (at < items.length && items[at].lblk < extent.lblk) at++;
-  items.splice(at, 0, extent);
+  items.splice(lastAtOrBefore(items, extent.lblk - 1) + 1, 0, extent);
   await edit.replaceLeaf(path, items);
 }
 
@@ -543,7 +673,7 @@ async function mapOrAllocate(
       const want = Math.min(found.holeEnd, end) - cursor;
       const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)), options.fromDelallocReservation === true);
       const extent: Extent = { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten };
-      if (!await tryAppend(edit, found, extent)) {
+      if (!await tryAppend(edit, found, extent) && !await tryInsertInPlace(edit, found, extent)) {
         await insertExtent(edit, extent);
         reshaped = true;
       }
@@ -552,7 +682,7 @@ async function mapOrAllocate(
       goal = run.start + run.count;
     }
     // Merges may have left the root with one small child: e2fsck asks for the shorter tree.
-    // (An append in place changes no node's entry count: nothing to shrink.)
+    // (An append or insert in place removes no entry: nothing to shrink.)
     if (reshaped) await edit.shrinkDepth();
   } finally {
     await edit.finish();
@@ -576,7 +706,7 @@ export function mapOrAllocateNow(
   const inode = mount.ext4.inodeCache.get(ino);
   if (inode === undefined || count === 0 || (inode.flags & InodeFlags.EXTENTS) === 0) return undefined;
   const edit = TreeEdit.of(mount, h, ino, inode);
-  const path = edit.findPathNow(lblk);
+  const path = edit.findBytesNow(lblk);
   if (path === undefined) return undefined;
   const found = lookupIn(edit, path, lblk);
   if (found.extent !== undefined) {
@@ -584,20 +714,19 @@ export function mapOrAllocateNow(
     if (e.lblk + e.len < lblk + count) return undefined; // more than one extent: the general walk
     return [{ lblk, count, pblk: e.pblk + (lblk - e.lblk), unwritten: e.unwritten, fresh: false }];
   }
-  if (found.beforeIndex < 0 || lblk + count > found.holeEnd || (options.goal !== undefined && options.goal !== found.goal)) return undefined;
-  const leaf = path[path.length - 1];
-  const before = (leaf.items as Extent[])[found.beforeIndex];
-  if (before.lblk + before.len !== lblk || before.unwritten !== options.unwritten || before.len + count > maxLenOf(options.unwritten)) return undefined;
-  // Everything the append writes must be at hand before the allocation changes anything.
-  const leafBytes = leaf.pblk === 0 ? edit.root : h.getWriteAccessNow(leaf.pblk);
-  if (leafBytes === undefined || h.getWriteAccessNow(mount.inodeBlockOf(ino)) === undefined) return undefined;
+  const before = found.before;
+  if (before === undefined || lblk + count > found.holeEnd || (options.goal !== undefined && options.goal !== found.goal)) return undefined;
   const goal = before.pblk + before.len;
+  if (!continues(before, { lblk, len: count, pblk: goal, unwritten: options.unwritten })) return undefined;
+  // Everything the append writes must be at hand before the allocation changes anything.
+  const leaf = path[path.length - 1];
+  const leafBytes = edit.leafBytesNow(leaf);
+  if (leafBytes === undefined || h.getWriteAccessNow(mount.inodeBlockOf(ino)) === undefined) return undefined;
   const run = allocateBlocksNow(mount, h, { goal, count, fromDelallocReservation: options.fromDelallocReservation === true });
   if (run === undefined) return undefined;
   assert(run.start === goal && run.count === count, 'the synchronous allocation is exactly the goal run');
   edit.countDataBlocks(count);
-  (leaf.items as Extent[])[found.beforeIndex] = { ...before, len: before.len + count };
-  edit.writeEntryIn(leaf, found.beforeIndex, leafBytes);
+  edit.setLeafEntry(leaf, leafBytes, found.beforeIndex, { ...before, len: before.len + count });
   const written = edit.finishNow();
   assert(written, 'the inode table block stays in the journal while the handle holds it');
   return [{ lblk, count, pblk: goal, unwritten: options.unwritten, fresh: true }];

@@ -102,6 +102,11 @@ export function checkExtentNode(node: Uint8Array, expectedDepth: number, maxFit:
   return h;
 }
 
+/** The first logical block of entry `index` (extent or index entry: both start with it), without decoding the rest. */
+export function extentEntryLblk(node: Uint8Array, index: number): number {
+  return u32(node, entryAt(node, index));
+}
+
 export function decodeExtent(node: Uint8Array, index: number): Extent {
   const o = entryAt(node, index);
   const rawLen = u16(node, o + 4);
