@@ -20,9 +20,10 @@
  * and discards the buffers of whole blocks (unmapped, no longer dirty): the filesystem is
  * about to punch those blocks.
  *
- * Cost: per page one throttle, one lock, one getBlock per block not yet mapped (a cached
- * mapping answers without a promise), one copy (TypedArray.set, ≤ 4 KiB); device reads
- * ≤ 2 blocks per write (partial edges not cached), issued together.
+ * Cost: per page one throttle check, one lock, one getBlock per block not yet mapped (a
+ * cached mapping, or a delalloc reservation, answers without a promise: then the page
+ * costs no promise at all), one copy (TypedArray.set, ≤ 4 KiB); device reads ≤ 2 blocks
+ * per write (partial edges not cached), issued together.
  */
 import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
@@ -31,7 +32,7 @@ import type { Folio } from '../mm/folio.js';
 import { FsError } from '../vfs/errors.js';
 import { blockFillFolios, type FillRange } from './block-read.js';
 import {
-  BUFFERS_PER_PAGE_MAX, BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, getBlockAwait, roundDown, roundUp,
+  BUFFERS_PER_PAGE_MAX, type BlockMap, BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, getBlockAwait, roundDown, roundUp,
   zeroFolioRange,
 } from './buffer-head.js';
 import { type BlockWritepagesOptions, blockWriteAndWait } from './block-writepages.js';
@@ -55,8 +56,12 @@ export interface WriteBeginResult {
 /**
  * __block_write_begin for file range [fromBytes, toBytes) of a locked folio: map every
  * block of it (getBlock per unmapped block), make its partial edge blocks uptodate.
+ * Synchronous while every getBlock answers synchronously and no edge block needs a read
+ * (a delalloc reservation of a new block: the case of every block of a file written in
+ * order) — no promise per page; a promise from then on otherwise. A getBlock failure at
+ * the first block is thrown (or rejected); later, it ends the range there.
  */
-export async function blockWriteBegin(inode: BufferInode, folio: Folio, fromBytes: number, toBytes: number, options: BlockWriteOptions): Promise<WriteBeginResult> {
+export function blockWriteBegin(inode: BufferInode, folio: Folio, fromBytes: number, toBytes: number, options: BlockWriteOptions): WriteBeginResult | Promise<WriteBeginResult> {
   const bs = inode.blockSizeBytes;
   const folioStart = folio.positionBytes;
   assert(folio.lockedHere, 'write_begin under the folio lock');
@@ -65,26 +70,66 @@ export async function blockWriteBegin(inode: BufferInode, folio: Folio, fromByte
   const base = table.base(folio);
   const blockFrom = Math.floor((fromBytes - folioStart) / bs);
   const blockTo = Math.ceil((toBytes - folioStart) / bs);
-  let endBytes = toBytes;
-  let error: unknown;
   for (let block = blockFrom; block < blockTo; block++) {
     if ((table.states[base + block] & (BufferState.MAPPED | BufferState.DELAY)) !== 0) continue;
+    let answer: ReturnType<GetBlock>;
     try {
-      let answer = options.getBlock(inode, (folioStart + block * bs) / bs, true);
-      if (answer instanceof Promise) answer = await answer;
-      const map = checkBlockMap(answer);
-      assert(map !== null && (map.state & (BufferState.MAPPED | BufferState.DELAY)) !== 0, 'a write getBlock maps or reserves');
-      table.setMap(folio, block, map);
+      answer = options.getBlock(inode, (folioStart + block * bs) / bs, true);
     } catch (caught) {
       if (block === blockFrom) throw caught;
-      endBytes = folioStart + block * bs;
-      error = caught;
-      break;
+      return writeBeginEdges(inode, folio, fromBytes, folioStart + block * bs, options, caught);
+    }
+    if (answer instanceof Promise) return writeBeginWait(inode, folio, fromBytes, toBytes, options, block, answer);
+    setWriteMap(table, folio, block, answer);
+  }
+  return writeBeginEdges(inode, folio, fromBytes, toBytes, options, undefined);
+}
+
+function setWriteMap(table: BufferHeadTable, folio: Folio, block: number, answer: BlockMap | null): void {
+  const map = checkBlockMap(answer);
+  assert(map !== null && (map.state & (BufferState.MAPPED | BufferState.DELAY)) !== 0, 'a write getBlock maps or reserves');
+  table.setMap(folio, block, map);
+}
+
+/** blockWriteBegin from `block` on, whose getBlock answer is `pending`: the rest awaited as it comes. */
+async function writeBeginWait(
+  inode: BufferInode, folio: Folio, fromBytes: number, toBytes: number, options: BlockWriteOptions, block: number, pending: Promise<BlockMap | null>,
+): Promise<WriteBeginResult> {
+  const bs = inode.blockSizeBytes;
+  const folioStart = folio.positionBytes;
+  const table = BufferHeadTable.of(folio.mapping.cache);
+  const base = table.base(folio);
+  const blockFrom = Math.floor((fromBytes - folioStart) / bs);
+  const blockTo = Math.ceil((toBytes - folioStart) / bs);
+  let waiting: Promise<BlockMap | null> | undefined = pending;
+  for (; block < blockTo; block++) {
+    try {
+      let answer: ReturnType<GetBlock>;
+      if (waiting !== undefined) {
+        answer = await waiting;
+        waiting = undefined;
+      } else {
+        if ((table.states[base + block] & (BufferState.MAPPED | BufferState.DELAY)) !== 0) continue;
+        answer = options.getBlock(inode, (folioStart + block * bs) / bs, true);
+        if (answer instanceof Promise) answer = await answer;
+      }
+      setWriteMap(table, folio, block, answer);
+    } catch (caught) {
+      if (block === blockFrom) throw caught;
+      return writeBeginEdges(inode, folio, fromBytes, folioStart + block * bs, options, caught);
     }
   }
+  return writeBeginEdges(inode, folio, fromBytes, toBytes, options, undefined);
+}
+
+/** The partial edge blocks of [fromBytes, endBytes) made uptodate (zeroed, or read: then a promise); `error` ends the range at endBytes. */
+function writeBeginEdges(
+  inode: BufferInode, folio: Folio, fromBytes: number, endBytes: number, options: BlockWriteOptions, error: unknown,
+): WriteBeginResult | Promise<WriteBeginResult> {
+  const result: WriteBeginResult = error === undefined ? { endBytes } : { endBytes, error };
   const reads = prepareEdgeBlocks(inode, folio, fromBytes, endBytes);
-  if (reads.length > 0) await blockFillFolios(inode, reads, { getBlock: options.readGetBlock, device: options.device });
-  return error === undefined ? { endBytes } : { endBytes, error };
+  if (reads.length === 0) return result;
+  return blockFillFolios(inode, reads, { getBlock: options.readGetBlock, device: options.device }).then(() => result);
 }
 
 /**
@@ -156,7 +201,10 @@ export async function blockWrite(inode: BufferInode, posBytes: number, source: U
     const at = posBytes + done;
     const index = Math.floor(at / PAGE_BYTES);
     const chunkEnd = Math.min(end, (index + 1) * PAGE_BYTES);
-    await mapping.cache.throttle();
+    // Below the dirty limit throttle() is a resolved promise: a turn of the microtask queue
+    // per page for nothing, so only a writer at the limit asks.
+    const cache = mapping.cache;
+    if (cache.dirtyBytes + cache.writebackBytes >= cache.dirtyBytesMax) await cache.throttle();
     const folio = mapping.tryGetOrCreate(index, 0) ?? await mapping.getOrCreate(index, 0);
     let prepared: WriteBeginResult;
     try {
@@ -164,7 +212,8 @@ export async function blockWrite(inode: BufferInode, posBytes: number, source: U
       try {
         if (!folio.attached) continue; // truncated while we waited: look again
         try {
-          prepared = blockWriteReady(inode, folio, at, chunkEnd) ? { endBytes: chunkEnd } : await blockWriteBegin(inode, folio, at, chunkEnd, options);
+          const begun = blockWriteReady(inode, folio, at, chunkEnd) ? { endBytes: chunkEnd } : blockWriteBegin(inode, folio, at, chunkEnd, options);
+          prepared = begun instanceof Promise ? await begun : begun;
         } catch (error) {
           if (done === 0) throw error;
           return done; // short write: report what was copied

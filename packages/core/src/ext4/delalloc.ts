@@ -24,7 +24,8 @@
  * reserved, writes stop reserving and allocate at once (the non-delalloc iomap ops), so
  * the last blocks of a filesystem go to the writes that can really use them.
  *
- * Cost: O(1) counter updates; a failed reserve costs one journal commit.
+ * Cost: O(1) counter updates (no promise when the space is there: delallocReserveNow);
+ * a failed reserve costs one journal commit.
  */
 import { assert } from '../assert.js';
 import { FsError } from '../vfs/errors.js';
@@ -77,15 +78,24 @@ export function delallocAvailable(mount: Ext4Mount): number {
  * without an await between (or releases on failure).
  */
 export async function delallocReserve(state: Ext4InodeState, count: number): Promise<void> {
-  if (!(Number.isInteger(count) && count >= 1)) assert(false, `reserve count ${count} is positive`);
+  if (delallocReserveNow(state, count)) return;
   const { mount } = state;
-  if (delallocAvailable(mount) < count && mount.journal !== undefined) await mount.sync();
+  if (mount.journal !== undefined) await mount.sync();
   const available = delallocAvailable(mount);
   if (available < count) {
     throw new FsError('ENOSPC', { syscall: 'write', detail: `${Math.max(0, available)} blocks can be reserved, ${count} wanted` });
   }
   delallocAccount(mount).reservedBlocks += count;
   state.reservedDataBlocks += count;
+}
+
+/** delallocReserve when the blocks are there now (no commit needed): true = reserved; false = nothing done. */
+export function delallocReserveNow(state: Ext4InodeState, count: number): boolean {
+  if (!(Number.isInteger(count) && count >= 1)) assert(false, `reserve count ${count} is positive`);
+  if (delallocAvailable(state.mount) < count) return false;
+  delallocAccount(state.mount).reservedBlocks += count;
+  state.reservedDataBlocks += count;
+  return true;
 }
 
 /** Drop the reservation of `count` delayed blocks that will never be written (truncate, punch, short write). */

@@ -56,7 +56,7 @@ import type { AddressSpace } from '../mm/mapping.js';
 import { FsError } from '../vfs/errors.js';
 import { type BlockMap, BufferState, type BufferInode, type GetBlock, HOLE } from '../buffer/buffer-head.js';
 import type { BlockWritebackOps, WritebackBatch } from '../buffer/block-writepages.js';
-import { delallocConsume, delallocReserve, nondaSwitch } from './delalloc.js';
+import { delallocConsume, delallocReserve, delallocReserveNow, nondaSwitch } from './delalloc.js';
 import { EsStatus, newEsLookup } from './extents_status.js';
 import { extentWriter, mapOrAllocateNow } from './extents-write.js';
 import type { MappedRun } from './write-api.js';
@@ -139,8 +139,13 @@ export const ext4DaGetBlockPrep: GetBlock = (inode, lblk) => {
   });
 };
 
-async function reserveHole(state: Ext4InodeState, lblk: number): Promise<BlockMap> {
-  await delallocReserve(state, 1);
+/** One block reserved and made DELAYED; synchronous unless the reservation has to commit the journal first. */
+function reserveHole(state: Ext4InodeState, lblk: number): BlockMap | Promise<BlockMap> {
+  if (delallocReserveNow(state, 1)) return insertDelayed(state, lblk);
+  return delallocReserve(state, 1).then(() => insertDelayed(state, lblk));
+}
+
+function insertDelayed(state: Ext4InodeState, lblk: number): BlockMap {
   const added = state.es.insertDelayed(lblk, 1);
   if (added !== 1) assert(false, `a hole block becomes one delayed block (${added})`);
   return { state: BufferState.DELAY | BufferState.NEW, blocknr: 0 };
