@@ -13,7 +13,8 @@
  * checksum over the whole block.
  *
  * Cost per transaction of n blocks and r revokes: n + ceil(n / 254) + ceil(r / 509) + 1
- * log blocks written, each data block copied once into the log buffer.
+ * log blocks written, each data block copied once into the log buffer (the snapshot is
+ * logged as it is; an escaped block is copied once more).
  */
 import { assert } from '../assert.js';
 import {
@@ -71,10 +72,12 @@ export function buildTransactionBlocks(image: TransactionImage): TransactionBloc
     group.forEach((blockNr, k) => {
       const source = data.get(blockNr);
       assert(source !== undefined && source.length === bs, `snapshot of block ${blockNr}`);
-      const logged = source.slice();
       let flags = k === 0 ? 0 : TagFlags.SAME_UUID;
       if (k === group.length - 1) flags |= TagFlags.LAST_TAG;
-      if (new DataView(logged.buffer).getUint32(0) === JBD2_MAGIC) {
+      // The snapshot is logged as it is (read, never written); only an escaped block needs a copy.
+      let logged = source;
+      if (((source[0] << 24) | (source[1] << 16) | (source[2] << 8) | source[3]) >>> 0 === JBD2_MAGIC) {
+        logged = source.slice();
         logged.fill(0, 0, 4);
         flags |= TagFlags.ESCAPE;
         escapedCount++;

@@ -124,6 +124,13 @@ export class Journal implements MetadataJournal, HandleHost {
   /** The transaction being locked/drained/written (at most one). */
   private committing: Transaction | undefined;
   private readonly committed: Transaction[] = [];
+  /**
+   * For each block with a snapshot in a committed transaction, that transaction (only the
+   * newest keeps one: supersede). Kept so that neither a commit nor a handle's stop walks
+   * every committed transaction per block — fsync-heavy work commits many between
+   * checkpoints.
+   */
+  private readonly snapshotHolder = new Map<number, Transaction>();
   /** Serializes commits and checkpoints: each runs alone, in order. */
   private ioChain: Promise<void> = Promise.resolve();
   private nextTid: number;
@@ -268,7 +275,7 @@ export class Journal implements MetadataJournal, HandleHost {
   /** Drops the live buffer of a block taken for access but dirtied nowhere. */
   private forgetIfUnused(blockNr: number): void {
     if (this.pins.has(blockNr) || this.running?.dirty.has(blockNr) || this.committing?.dirty.has(blockNr)) return;
-    if (this.committed.some((t) => t.snapshot.has(blockNr))) return;
+    if (this.snapshotHolder.has(blockNr)) return;
     this.live.delete(blockNr);
   }
 
@@ -491,11 +498,16 @@ export class Journal implements MetadataJournal, HandleHost {
    * transaction commits, which bounds snapshot memory by distinct blocks, not log size.
    */
   private supersede(newer: Transaction): void {
-    for (const older of this.committed) {
-      for (const blockNr of newer.dirty) older.snapshot.delete(blockNr);
-      for (const blockNr of newer.revoked) older.snapshot.delete(blockNr);
+    for (const blockNr of newer.dirty) {
+      this.snapshotHolder.get(blockNr)?.snapshot.delete(blockNr);
+      this.snapshotHolder.set(blockNr, newer);
+    }
+    for (const blockNr of newer.revoked) {
+      this.snapshotHolder.get(blockNr)?.snapshot.delete(blockNr);
+      this.snapshotHolder.delete(blockNr);
     }
   }
+
 
   /** Log block `count` blocks after `block`, wrapping inside [first, last). */
   private advance(block: number, count: number): number {
@@ -587,6 +599,7 @@ export class Journal implements MetadataJournal, HandleHost {
     await this.device.flush();
     for (const transaction of this.committed) this.logBlocksUsed -= transaction.logBlocks;
     this.committed.length = 0;
+    this.snapshotHolder.clear();
     assert(this.logBlocksUsed === 0, 'log empty after checkpoint of everything committed');
     const stillUsed = new Set<number>([...(this.running?.dirty ?? []), ...(this.committing?.dirty ?? [])]);
     for (const [blockNr, bytes] of versions) {
