@@ -42,7 +42,7 @@ import { assert } from '../assert.js';
 import {
   EXT_INIT_MAX_LEN, EXT_MAX_DEPTH, EXT_UNWRITTEN_MAX_LEN, ROOT_MAX_ENTRIES, decodeExtent, decodeExtentHeader,
   decodeExtentIndex, encodeExtent, encodeExtentHeader, encodeExtentIndex, extentEntryLblk, nodeMaxEntries, sealExtentBlock,
-  type Extent, type ExtentIndex, EXTENT_ENTRY_BYTES, EXTENT_HEADER_BYTES, EXTENT_MAGIC,
+  makeExtent, type Extent, type ExtentIndex, EXTENT_ENTRY_BYTES, EXTENT_HEADER_BYTES, EXTENT_MAGIC,
 } from '../format/extent.js';
 import { InodeFlags, I_BLOCK_BYTES, type Inode } from '../format/inode.js';
 import type { JournalHandle } from '../jbd2/handle.js';
@@ -110,7 +110,7 @@ export function mergeExtents(items: readonly Extent[]): Extent[] {
     const last = out[out.length - 1];
     if (last !== undefined && last.lblk + last.len === e.lblk && last.pblk + last.len === e.pblk
       && last.unwritten === e.unwritten && last.len + e.len <= maxLenOf(e.unwritten)) {
-      out[out.length - 1] = { lblk: last.lblk, len: last.len + e.len, pblk: last.pblk, unwritten: last.unwritten };
+      out[out.length - 1] = makeExtent(last.lblk, last.len + e.len, last.pblk, last.unwritten);
     } else out.push(e);
   }
   return out;
@@ -597,7 +597,7 @@ async function tryAppend(edit: TreeEdit, found: Found, extent: Extent): Promise<
   if (before === undefined || !continues(before, extent)) return false;
   assert(extent.lblk + extent.len <= found.holeEnd, 'the appended blocks stay inside the hole');
   const leaf = found.path[found.path.length - 1];
-  edit.setLeafEntry(leaf, await edit.leafBytes(leaf), found.beforeIndex, { ...before, len: before.len + extent.len });
+  edit.setLeafEntry(leaf, await edit.leafBytes(leaf), found.beforeIndex, makeExtent(before.lblk, before.len + extent.len, before.pblk, before.unwritten));
   return true;
 }
 
@@ -672,7 +672,7 @@ async function mapOrAllocate(
       }
       const want = Math.min(found.holeEnd, end) - cursor;
       const run = await edit.allocData(goal ?? found.goal, Math.min(want, maxLenOf(options.unwritten)), options.fromDelallocReservation === true);
-      const extent: Extent = { lblk: cursor, len: run.count, pblk: run.start, unwritten: options.unwritten };
+      const extent = makeExtent(cursor, run.count, run.start, options.unwritten);
       if (!await tryAppend(edit, found, extent) && !await tryInsertInPlace(edit, found, extent)) {
         await insertExtent(edit, extent);
         reshaped = true;
@@ -717,7 +717,7 @@ export function mapOrAllocateNow(
   const before = found.before;
   if (before === undefined || lblk + count > found.holeEnd || (options.goal !== undefined && options.goal !== found.goal)) return undefined;
   const goal = before.pblk + before.len;
-  if (!continues(before, { lblk, len: count, pblk: goal, unwritten: options.unwritten })) return undefined;
+  if (!continues(before, makeExtent(lblk, count, goal, options.unwritten))) return undefined;
   // Everything the append writes must be at hand before the allocation changes anything.
   const leaf = path[path.length - 1];
   const leafBytes = edit.leafBytesNow(leaf);
@@ -726,7 +726,7 @@ export function mapOrAllocateNow(
   if (run === undefined) return undefined;
   assert(run.start === goal && run.count === count, 'the synchronous allocation is exactly the goal run');
   edit.countDataBlocks(count);
-  edit.setLeafEntry(leaf, leafBytes, found.beforeIndex, { ...before, len: before.len + count });
+  edit.setLeafEntry(leaf, leafBytes, found.beforeIndex, makeExtent(before.lblk, before.len + count, before.pblk, before.unwritten));
   const written = edit.finishNow();
   assert(written, 'the inode table block stays in the journal while the handle holds it');
   return [{ lblk, count, pblk: goal, unwritten: options.unwritten, fresh: true }];
@@ -764,8 +764,8 @@ async function removeRange(mount: Ext4Mount, h: JournalHandle, ino: number, lblk
         if (eEnd <= lblk || e.lblk >= end) { kept.push(e); continue; }
         const cutStart = Math.max(e.lblk, lblk), cutEnd = Math.min(eEnd, end);
         await edit.freeData(e.pblk + (cutStart - e.lblk), cutEnd - cutStart);
-        if (e.lblk < cutStart) kept.push({ ...e, len: cutStart - e.lblk });
-        if (cutEnd < eEnd) kept.push({ ...e, lblk: cutEnd, len: eEnd - cutEnd, pblk: e.pblk + (cutEnd - e.lblk) });
+        if (e.lblk < cutStart) kept.push(makeExtent(e.lblk, cutStart - e.lblk, e.pblk, e.unwritten));
+        if (cutEnd < eEnd) kept.push(makeExtent(cutEnd, eEnd - cutEnd, e.pblk + (cutEnd - e.lblk), e.unwritten));
       }
       return kept;
     });
@@ -788,9 +788,9 @@ async function convertUnwritten(mount: Ext4Mount, h: JournalHandle, ino: number,
         if (!e.unwritten || eEnd <= lblk || e.lblk >= end) { out.push(e); continue; }
         // Up to three pieces: unwritten head, written middle, unwritten tail.
         const midStart = Math.max(e.lblk, lblk), midEnd = Math.min(eEnd, end);
-        if (e.lblk < midStart) out.push({ ...e, len: midStart - e.lblk });
-        out.push({ lblk: midStart, len: midEnd - midStart, pblk: e.pblk + (midStart - e.lblk), unwritten: false });
-        if (midEnd < eEnd) out.push({ ...e, lblk: midEnd, len: eEnd - midEnd, pblk: e.pblk + (midEnd - e.lblk) });
+        if (e.lblk < midStart) out.push(makeExtent(e.lblk, midStart - e.lblk, e.pblk, e.unwritten));
+        out.push(makeExtent(midStart, midEnd - midStart, e.pblk + (midStart - e.lblk), false));
+        if (midEnd < eEnd) out.push(makeExtent(midEnd, eEnd - midEnd, e.pblk + (midEnd - e.lblk), e.unwritten));
       }
       return out;
     });

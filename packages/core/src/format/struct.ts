@@ -64,8 +64,8 @@ function writeSized(b: Uint8Array, o: number, size: number, value: number): void
     case 2: b[o] = value; b[o + 1] = value >>> 8; return;
     case 4: b[o] = value; b[o + 1] = value >>> 8; b[o + 2] = value >>> 16; b[o + 3] = value >>> 24; return;
     default: {
-      const lo = value % 0x1_0000_0000;
       const hi = Math.floor(value / 0x1_0000_0000);
+      const lo = value - hi * 0x1_0000_0000;
       b[o] = lo; b[o + 1] = lo >>> 8; b[o + 2] = lo >>> 16; b[o + 3] = lo >>> 24;
       b[o + 4] = hi; b[o + 5] = hi >>> 8; b[o + 6] = hi >>> 16; b[o + 7] = hi >>> 24;
     }
@@ -174,8 +174,8 @@ export function defineStruct<const Fs extends readonly Field[]>(name: string, si
           else if (x !== 0) assert(false, `${name}.${f.name} = ${String(x)} does not fit a ${limitBytes}-byte record`);
         } else if (f.type === SPLIT) {
           const n = x as number;
-          const lo = n % f.loScale;
-          const hi = Math.floor(n / f.loScale);
+          const hi = n < f.loScale ? 0 : Math.floor(n / f.loScale); // (no `%`: on a double it is a call to fmod)
+          const lo = n - hi * f.loScale;
           writeSized(target, offset + f.offset, f.size, lo);
           if (f.hiOffset + f.hiSize <= limitBytes) writeSized(target, offset + f.hiOffset, f.hiSize, hi);
           else if (hi !== 0) assert(false, `${name}.${f.name} = ${n} needs a high part this ${limitBytes}-byte record lacks`);
