@@ -30,7 +30,9 @@
  * bit scan of ≤ bpg bits per group examined, 3 dirtied blocks (bitmap, GDT, superblock).
  * free: 3 dirtied blocks per group touched (the superblock once). The GDT block and
  * the superblock are encoded, and the bitmap checksummed, once per transaction at its
- * commit (mount.writeGroup/writeSuperblock), however many allocations it holds.
+ * commit (mount.writeGroup/writeSuperblock), however many allocations it holds. The
+ * run right at the goal is tried bit by bit first; allocateBlocksNow takes exactly it
+ * with no promise when its bitmap is in the journal (buffer_head writeback, per block).
  */
 import { assert } from '../assert.js';
 import { testBit } from '../format/bitmap.js';

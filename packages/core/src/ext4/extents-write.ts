@@ -36,7 +36,13 @@
  *
  * Cost per leaf edit: depth cached reads; dirties the leaf (+1 per split/merge level,
  * +1 new block each), the bitmap/GDT/superblock of each allocation or free, and the
- * inode's table block. A punch over n leaves repeats that n times.
+ * inode's table block. A punch over n leaves repeats that n times. Lookups binary-search
+ * node bytes and decode two entries; the two commonest inserts change the leaf in place
+ * (tryAppend: one entry's length; tryInsertInPlace: a memmove and one entry) — only
+ * splits, merges, removals and conversions decode and re-encode whole nodes. The append
+ * of buffer_head writeback has a synchronous twin (mapOrAllocateNow) when nothing it
+ * touches needs a read. Measured: a 1-block append ~1 µs plus the inode write; a
+ * random 1-block insert into a 300-extent file ~26 µs (was ~100).
  */
 import { assert } from '../assert.js';
 import {
