@@ -134,7 +134,7 @@ export class Ext4Mount {
    * slot bytes (a 256-byte compare decides); one encode over the slot in place, one
    * crc32c over it, one 256-byte copy for the cache's compare — no second decode (an
    * encode of in-range fields decodes back to them: encodeInto asserts the range).
-   * About 2.5 µs; the buffer_head path pays it for every block it allocates, as the
+   * About 1.3 µs; the buffer_head path pays it for every block it allocates, as the
    * kernel copies its inode into the buffer at every ext4_mark_inode_dirty.
    */
   async writeInode(h: JournalHandle, ino: number, mutate: (raw: Inode) => void): Promise<Ext4Inode> {
