@@ -42,7 +42,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { assert } from '../assert.js';
 import { FsError } from '../vfs/errors.js';
 import type { Ext4Filesystem, PathLike, WriteFileOptions } from '../vfs/filesystem.js';
-import { READ_FILE_BYTES_MAX, normaliseReadArgs, type FileHandle, type ReadOptions, type ReadResult, type TimeLike, type WriteResult } from '../vfs/file-handle.js';
+import { READ_FILE_BYTES_MAX, normaliseReadArgs, normaliseWriteArgs, type FileHandle, type ReadOptions, type ReadResult, type TimeLike, type WriteResult } from '../vfs/file-handle.js';
 import type { BigIntStats, Stats } from '../vfs/stats.js';
 import type { WasmMemory } from '../wasm/webassembly.js';
 import {
@@ -484,22 +484,9 @@ export class ClientFileHandle {
   async write<T extends Uint8Array>(
     data: T | string, offsetOrPosition?: number | null, lengthOrEncoding?: number | BufferEncoding | null, position?: number | null,
   ): Promise<WriteResult<T | string>> {
-    let bytes: Uint8Array;
-    let at: number | null | undefined;
-    if (typeof data === 'string') {
-      bytes = Buffer.from(data, typeof lengthOrEncoding === 'string' ? lengthOrEncoding : 'utf8');
-      at = offsetOrPosition;
-    } else {
-      const offset = offsetOrPosition ?? 0;
-      const length = typeof lengthOrEncoding === 'number' ? lengthOrEncoding : data.length - offset;
-      if (!Number.isInteger(offset) || offset < 0 || offset > data.length) throw new FsError('EINVAL', { syscall: 'write', detail: `offset ${offset}` });
-      if (!Number.isInteger(length) || length < 0 || offset + length > data.length) throw new FsError('EINVAL', { syscall: 'write', detail: `length ${length}` });
-      bytes = data.subarray(offset, offset + length);
-      at = position;
-    }
-    if (at !== undefined && at !== null && (!Number.isSafeInteger(at) || at < -1)) throw new FsError('EINVAL', { syscall: 'write', detail: `position ${at}` });
-    const positional = at !== undefined && at !== null && at >= 0;
-    const { bytesWritten, startBytes } = await writeAt(this.channel, this.fd, bytes, positional ? (at as number) : this.positionBytes);
+    const { bytes, at } = normaliseWriteArgs(data, offsetOrPosition, lengthOrEncoding, position);
+    const positional = at !== null;
+    const { bytesWritten, startBytes } = await writeAt(this.channel, this.fd, bytes, at ?? this.positionBytes);
     if (!positional || this.append) this.positionBytes = startBytes + bytesWritten;
     return { bytesWritten, buffer: data };
   }

@@ -220,24 +220,11 @@ export class FileHandle {
     data: T | string, offsetOrPosition?: number | null, lengthOrEncoding?: number | BufferEncoding | null, position?: number | null,
   ): Promise<WriteResult<T | string>> {
     this.requireWritable('write');
-    let bytes: Uint8Array;
-    let at: number | null | undefined;
-    if (typeof data === 'string') {
-      bytes = Buffer.from(data, (typeof lengthOrEncoding === 'string' ? lengthOrEncoding : 'utf8'));
-      at = offsetOrPosition;
-    } else {
-      const offset = offsetOrPosition ?? 0;
-      const length = typeof lengthOrEncoding === 'number' ? lengthOrEncoding : data.length - offset;
-      if (!Number.isInteger(offset) || offset < 0 || offset > data.length) throw new FsError('EINVAL', { syscall: 'write', path: this.path, detail: `offset ${offset}` });
-      if (!Number.isInteger(length) || length < 0 || offset + length > data.length) throw new FsError('EINVAL', { syscall: 'write', path: this.path, detail: `length ${length}` });
-      bytes = data.subarray(offset, offset + length);
-      at = position;
-    }
-    if (at !== undefined && at !== null && (!Number.isSafeInteger(at) || at < -1)) throw new FsError('EINVAL', { syscall: 'write', path: this.path, detail: `position ${at}` });
-    const positional = at !== undefined && at !== null && at >= 0;
+    const { bytes, at } = normaliseWriteArgs(data, offsetOrPosition, lengthOrEncoding, position, this.path);
+    const positional = at !== null;
     const bytesWritten = await this.host.exclusive(async () => {
       // O_APPEND writes at EOF whatever the position (Linux ignores pwrite's offset too).
-      const start = this.openMode.append ? (await this.inode()).size : positional ? (at as number) : this.positionBytes;
+      const start = this.openMode.append ? (await this.inode()).size : at ?? this.positionBytes;
       const n = await this.tagged('write', () => this.host.files.write(this.ino, start, bytes));
       if (!positional || this.openMode.append) this.positionBytes = start + n;
       return n;
@@ -388,6 +375,31 @@ export class FileHandle {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * node's FileHandle.write argument forms, checked: the bytes to write and the position
+ * (null: the handle's own; -1 counts as null). Also used by the channel's client handle.
+ */
+export function normaliseWriteArgs(
+  data: Uint8Array | string, offsetOrPosition: number | null | undefined, lengthOrEncoding: number | BufferEncoding | null | undefined,
+  position: number | null | undefined, path?: string,
+): { bytes: Uint8Array; at: number | null } {
+  let bytes: Uint8Array;
+  let at: number | null | undefined;
+  if (typeof data === 'string') {
+    bytes = Buffer.from(data, (typeof lengthOrEncoding === 'string' ? lengthOrEncoding : 'utf8'));
+    at = offsetOrPosition;
+  } else {
+    const offset = offsetOrPosition ?? 0;
+    const length = typeof lengthOrEncoding === 'number' ? lengthOrEncoding : data.length - offset;
+    if (!Number.isInteger(offset) || offset < 0 || offset > data.length) throw new FsError('EINVAL', { syscall: 'write', path, detail: `offset ${offset}` });
+    if (!Number.isInteger(length) || length < 0 || offset + length > data.length) throw new FsError('EINVAL', { syscall: 'write', path, detail: `length ${length}` });
+    bytes = data.subarray(offset, offset + length);
+    at = position;
+  }
+  if (at !== undefined && at !== null && (!Number.isSafeInteger(at) || at < -1)) throw new FsError('EINVAL', { syscall: 'write', path, detail: `position ${at}` });
+  return { bytes, at: at !== undefined && at !== null && at >= 0 ? at : null };
 }
 
 export interface ReadArgs<T extends Uint8Array> { buffer: T; offset: number; length: number; position: number | null }
