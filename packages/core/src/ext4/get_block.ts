@@ -60,7 +60,6 @@
  */
 import { assert } from '../assert.js';
 import type { JournalHandle } from '../jbd2/handle.js';
-import type { AddressSpace } from '../mm/mapping.js';
 import { FsError } from '../vfs/errors.js';
 import { type BlockMap, BufferState, type BufferInode, type GetBlock, HOLE } from '../buffer/buffer-head.js';
 import type { BlockWritebackOps, WritebackBatch } from '../buffer/block-writepages.js';
@@ -69,19 +68,10 @@ import { EsStatus, newEsLookup } from './extents_status.js';
 import { extentWriter, mapOrAllocateNow } from './extents-write.js';
 import type { MappedRun } from './write-api.js';
 import { MapFlags, MapStatus, type BlocksMapping, type Ext4InodeState, mapBlocks, resolveLocked, writeCredits } from './map_blocks.js';
+import { Ext4FileInode } from './path-inodes.js';
 
 /** The inode the generic buffer layer is handed for an ext4 regular file. */
-export class Ext4BufferInode implements BufferInode {
-  constructor(readonly state: Ext4InodeState, readonly mapping: AddressSpace) {}
-
-  get sizeBytes(): number { return this.state.sizeBytes; }
-  set sizeBytes(value: number) {
-    assert(Number.isSafeInteger(value) && value >= 0, `i_size ${value} is a byte count`);
-    this.state.sizeBytes = value;
-  }
-
-  get blockSizeBytes(): number { return this.state.blockSizeBytes; }
-}
+export class Ext4BufferInode extends Ext4FileInode implements BufferInode {}
 
 function stateOf(inode: BufferInode): Ext4InodeState {
   assert(inode instanceof Ext4BufferInode, 'ext4 getBlock is given ext4 inodes');

@@ -30,7 +30,6 @@
  * (map_blocks.ts). Completion: one handle per ioend (per 2048 blocks of it).
  */
 import { assert } from '../assert.js';
-import type { AddressSpace } from '../mm/mapping.js';
 import { FsError } from '../vfs/errors.js';
 import {
   IomapFlags, IomapOp, IomapType, type Ioend, type Iomap, type IomapInode, type IomapOps, type WritebackOps,
@@ -41,6 +40,7 @@ import {
   MAP_ALLOC_BLOCKS_MAX, MapFlags, MapStatus, mapBlocks, mapBlocksCreateLocked, resolveLocked, writeCredits,
   type BlocksMapping, type Ext4InodeState,
 } from './map_blocks.js';
+import { Ext4FileInode } from './path-inodes.js';
 import { delallocRelease, delallocReserve, nondaSwitch } from './delalloc.js';
 
 /** Blocks writeback maps at once when the dirty range is shorter (the allocation cap). */
@@ -49,17 +49,7 @@ export const WRITEBACK_MAP_BLOCKS = MAP_ALLOC_BLOCKS_MAX;
 export const CONVERT_BLOCKS_MAX = MAP_ALLOC_BLOCKS_MAX;
 
 /** The inode the generic iomap code is handed for an ext4 regular file. */
-export class Ext4IomapInode implements IomapInode {
-  constructor(readonly state: Ext4InodeState, readonly mapping: AddressSpace) {}
-
-  get sizeBytes(): number { return this.state.sizeBytes; }
-  set sizeBytes(value: number) {
-    assert(Number.isSafeInteger(value) && value >= 0, `i_size ${value} is a byte count`);
-    this.state.sizeBytes = value;
-  }
-
-  get blockSizeBytes(): number { return this.state.blockSizeBytes; }
-}
+export class Ext4IomapInode extends Ext4FileInode implements IomapInode {}
 
 function stateOf(inode: IomapInode): Ext4InodeState {
   assert(inode instanceof Ext4IomapInode, 'ext4 iomap ops are given ext4 inodes');

@@ -7,6 +7,7 @@
  *
  * Cost: one WeakMap lookup per call; syncAll visits every file with dirty or in-flight folios.
  */
+import { assert } from '../assert.js';
 import type { AddressSpace } from '../mm/mapping.js';
 import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { PageCache } from '../mm/page-cache.js';
@@ -15,6 +16,22 @@ import type { Ext4InodeState } from './map_blocks.js';
 export interface PathInode {
   readonly state: Ext4InodeState;
   readonly mapping: AddressSpace;
+}
+
+/**
+ * What both paths' inodes are: a file's state and its mapping, i_size read and raised
+ * through the state. Each path subclasses it, so its ops can tell their own inodes apart.
+ */
+export class Ext4FileInode implements PathInode {
+  constructor(readonly state: Ext4InodeState, readonly mapping: AddressSpace) {}
+
+  get sizeBytes(): number { return this.state.sizeBytes; }
+  set sizeBytes(value: number) {
+    assert(Number.isSafeInteger(value) && value >= 0, `i_size ${value} is a byte count`);
+    this.state.sizeBytes = value;
+  }
+
+  get blockSizeBytes(): number { return this.state.blockSizeBytes; }
 }
 
 export class PathInodes<I extends PathInode> {
