@@ -122,7 +122,12 @@ describe('htreeLookup', () => {
     const pblk = Number(tool('debugfs', ['-R', `bmap / ${nodeLblk}`, copy]).trim());
     const fd = hostFs.openSync(copy, 'r+');
     // Entry 1's hash in the dx node: fake dirent (8) + count/limit (4) + block (4).
-    hostFs.writeSync(fd, Buffer.from([0x5a]), 0, 1, pblk * 1024 + 8 + 8);
+    // Flip the byte's bits (mkfs picks a random hash seed, so any fixed value could be the byte already).
+    const at = pblk * 1024 + 8 + 8;
+    const byte = Buffer.alloc(1);
+    hostFs.readSync(fd, byte, 0, 1, at);
+    byte[0] ^= 0xff;
+    hostFs.writeSync(fd, byte, 0, 1, at);
     hostFs.closeSync(fd);
     const ext4 = await open(copy);
     const dir = await readInode(ext4, 2);
