@@ -51,8 +51,8 @@ export interface MemoryDeviceHandle {
   readonly chunkSizeBytes: number;
   /** One SharedArrayBuffer per chunk, index = floor(offsetBytes / chunkSizeBytes). */
   readonly chunks: readonly SharedArrayBuffer[];
-  /** Int32 state word per chunk (see memory-device.ts for the protocol). */
-  readonly chunkStates: SharedArrayBuffer;
+  /** Int32 state word per segment of min(256 KiB, chunk) (see memory-device.ts for the protocol). */
+  readonly segmentStates: SharedArrayBuffer;
   readonly readOnly: boolean;
 }
 

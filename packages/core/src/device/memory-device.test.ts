@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import ts from 'typescript';
 import { FsError } from '../vfs/errors.js';
 import { MemoryDevice } from './memory-device.js';
+import { randomBelow, seededRandom } from '../random.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -48,7 +49,8 @@ describe('MemoryDevice sparseness', () => {
     // Chunks 0, 512, 1023, and 15 + 16 for the write that crosses the 1 GiB boundary.
     expect(device.dataChunkCount).toBe(5);
     const after = process.memoryUsage();
-    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThanOrEqual(5 * 64 * MiB + MiB);
+    // The chunks, the 1 MiB of segment state words (4 bytes per 256 KiB) and the small buffers here.
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThanOrEqual(5 * 64 * MiB + 2 * MiB);
     // Only the pages written are resident, not even the 320 MiB of chunks.
     expect(after.rss - before.rss).toBeLessThan(64 * MiB);
     const target = new Uint8Array(8192);
@@ -85,6 +87,54 @@ describe('MemoryDevice sparseness', () => {
     device.readSync(chunkSizeBytes, chunk);
     const expected = new Uint8Array(chunkSizeBytes).fill(7, 512, 1024);
     expect(Buffer.compare(chunk, expected)).toBe(0);
+    device.closeSync();
+  });
+
+  it('segments: a write into a dropped chunk zeroes only its own 256 KiB segments, and random writes, discards and zeroOuts match a byte model', () => {
+    // 1 MiB chunks of four 256 KiB segments, and a last chunk cut short mid-segment.
+    const sizeBytes = 3 * MiB + 192 * KiB;
+    const device = MemoryDevice.create({ sizeBytes, chunkSizeBytes: MiB });
+    const model = new Uint8Array(sizeBytes);
+    const apply = (offsetBytes: number, bytes: Uint8Array) => {
+      device.writeSync(offsetBytes, bytes);
+      model.set(bytes, offsetBytes);
+    };
+    apply(0, filled(sizeBytes, 1)); // every segment DATA, every byte non-zero
+    device.discardSync(0, sizeBytes);
+    model.fill(0);
+    expect(device.dataChunkCount).toBe(0);
+    // A small write in segment 1 and a write across segments 2-3 of chunk 0.
+    apply(300 * KiB, filled(512, 2));
+    apply(600 * KiB + 512, filled(300 * KiB, 3));
+    const check = () => {
+      const whole = new Uint8Array(sizeBytes);
+      device.readSync(0, whole);
+      expect(Buffer.compare(whole, model)).toBe(0);
+    };
+    check();
+    expect(device.dataChunkCount).toBe(1);
+    const random = seededRandom(5);
+    for (let step = 0; step < 400; step++) {
+      const offsetBytes = randomBelow(random, sizeBytes / 512) * 512;
+      const lengthBytes = Math.min(sizeBytes - offsetBytes, (1 + randomBelow(random, 1200)) * 512);
+      const kind = randomBelow(random, 4);
+      if (kind <= 1) apply(offsetBytes, filled(lengthBytes, step + 4));
+      else {
+        if (kind === 2) device.discardSync(offsetBytes, lengthBytes);
+        else device.zeroOutSync(offsetBytes, lengthBytes);
+        model.fill(0, offsetBytes, offsetBytes + lengthBytes);
+      }
+      const piece = new Uint8Array(lengthBytes);
+      device.readSync(offsetBytes, piece);
+      expect(Buffer.compare(piece, model.subarray(offsetBytes, offsetBytes + lengthBytes))).toBe(0);
+      if (step % 50 === 0) check();
+    }
+    check();
+    // A view materializes its segments: never stale bytes, even of dropped ones.
+    device.discardSync(MiB, MiB);
+    model.fill(0, MiB, 2 * MiB);
+    expect(Buffer.compare(device.view(MiB + 100 * KiB, 300 * KiB)!, model.subarray(MiB + 100 * KiB, MiB + 400 * KiB))).toBe(0);
+    check();
     device.closeSync();
   });
 

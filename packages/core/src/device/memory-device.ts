@@ -13,29 +13,38 @@
  * Memory: before a handle is taken (private mode) a chunk's SharedArrayBuffer is
  * created on its first write, so a 64 GiB device holding a fresh filesystem costs only
  * the chunks written. Even a created chunk costs only the pages written: the OS backs
- * a large SharedArrayBuffer with untouched zero pages, and a write to a FRESH chunk
+ * a large SharedArrayBuffer with untouched zero pages, and a write to a FRESH segment
  * touches only its own pages. Touching fresh memory is slow (~0.5 GiB/s here), so a
- * chunk, once created, is kept and reused: discard marks it DROPPED (reads as zeros)
- * and the next write zeroes it again at refill speed (~22 GiB/s, ~3 ms per 64 MiB).
+ * chunk, once created, is kept and reused: discard marks its segments DROPPED (reads as
+ * zeros) and the next write to a dropped segment zeroes what it does not cover itself.
  * Discard therefore never returns memory to the OS; closing the device does.
+ *
+ * Segments: what is "allocated" is tracked per segment of SEGMENT_BYTES_MAX (256 KiB, or
+ * the chunk if smaller), not per chunk. Re-zeroing a dropped 64 MiB chunk whole cost
+ * 17-28 ms here (a zero fill runs at ~2.5-4 GB/s on this VM, not at copy speed), and
+ * after mkfs's discard every metadata write met one: 9 fills, 150-250 ms per mkfs + mount
+ * + 256 MiB write. Per segment, a small write into a dropped segment fills < 256 KiB,
+ * and a write covering a whole segment fills nothing.
  *
  * Sharing with workers: a SharedArrayBuffer created later cannot reach a worker that
  * is already running except by a message, which a synchronous reader cannot wait for.
  * So `handle()` switches the device to shared mode: it creates every missing chunk at
  * once (virtual memory only: measured 1024 x 64 MiB in ~5 ms and ~4 MiB of RSS) and
  * from then on no chunk is ever created again, so every side holds the same complete
- * chunk table. What is "allocated" is then a per-chunk state word in a shared Int32Array,
- * changed only with Atomics:
+ * chunk table. A segment's state is a word in a shared Int32Array, changed only with
+ * Atomics:
  *
  *   FRESH   (0) memory is all zeros and never written; reads answer zeros.
- *   ZEROING (1) one thread is zeroing stale memory; others Atomics.wait on the word.
+ *   ZEROING (1) one thread is zeroing stale memory (and writing its data); others
+ *               Atomics.wait on the word.
  *   DATA    (2) memory holds the device bytes.
  *   DROPPED (3) reads answer zeros; memory holds stale bytes until re-zeroed.
  *
- * Transitions: FRESH -> DATA (CAS; no fill needed), DROPPED -> ZEROING (CAS, winner
- * fills) -> DATA (store + notify), DATA -> DROPPED (CAS, whole-chunk discard).
- * Ordering: the filler's zero fill happens before its Atomics.store(DATA), and a reader
- * that Atomics.loads DATA therefore sees at least the zeros, never stale bytes. The
+ * Transitions: FRESH -> DATA (CAS; no fill needed), DROPPED -> ZEROING (CAS; the winner
+ * zeroes the part of the segment its write does not cover, then copies its data) -> DATA
+ * (store + notify), DATA -> DROPPED (CAS, whole-segment discard).
+ * Ordering: the filler's zero fill and copy happen before its Atomics.store(DATA), and a
+ * reader that Atomics.loads DATA therefore sees at least the zeros, never stale bytes. The
  * data bytes themselves are plain memory: as on any device, a reader sees another
  * thread's write once that write's completion has been signalled to it.
  *
@@ -54,11 +63,13 @@ export const CHUNK_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
 export const CHUNK_SIZE_BYTES_MIN = 4096;
 export const CHUNK_SIZE_BYTES_MAX = 1024 * 1024 * 1024;
 
-/** Chunk state words (see the header for the protocol). */
+/** Segment state words (see the header for the protocol). */
 export const CHUNK_FRESH = 0;
 export const CHUNK_ZEROING = 1;
 export const CHUNK_DATA = 2;
 export const CHUNK_DROPPED = 3;
+/** The unit of allocation state: a power of two, so segments tile every chunk. */
+export const SEGMENT_BYTES_MAX = 256 * 1024;
 
 /** Zero runs shorter than this are copied, not skipped, by loadImage and saveImage. */
 const SCAN_PIECE_BYTES = 64 * 1024;
@@ -83,7 +94,9 @@ export class MemoryDevice implements SyncBlockDevice {
   readonly readOnly: boolean;
   /** Chunk memory; undefined only in private mode for a chunk never written. */
   private chunks: (Uint8Array | undefined)[];
+  /** One state word per segment of segmentBytes. */
   private states: Int32Array;
+  private readonly segmentBytes: number;
   /** True once every chunk exists (a handle was taken, or this came from one). */
   private shared: boolean;
   private closed = false;
@@ -93,11 +106,12 @@ export class MemoryDevice implements SyncBlockDevice {
     this.sectorSizeBytes = options.sectorSizeBytes;
     this.chunkSizeBytes = options.chunkSizeBytes;
     this.readOnly = options.readOnly;
+    this.segmentBytes = Math.min(SEGMENT_BYTES_MAX, options.chunkSizeBytes);
     this.chunks = chunks;
     this.states = states;
     this.shared = shared;
     assert(chunks.length === this.chunkCount, 'one chunk slot per chunk');
-    assert(states.length === chunks.length, 'one state word per chunk');
+    assert(states.length === Math.ceil(this.sizeBytes / this.segmentBytes), 'one state word per segment');
   }
 
   /** A new all-zero device; no chunk memory is created until written. */
@@ -105,7 +119,8 @@ export class MemoryDevice implements SyncBlockDevice {
     const full = withDefaults(options);
     checkMemoryGeometry(full, 'create');
     const chunkCount = Math.ceil(full.sizeBytes / full.chunkSizeBytes);
-    const states = new Int32Array(new SharedArrayBuffer(chunkCount * Int32Array.BYTES_PER_ELEMENT));
+    const segmentCount = Math.ceil(full.sizeBytes / Math.min(SEGMENT_BYTES_MAX, full.chunkSizeBytes));
+    const states = new Int32Array(new SharedArrayBuffer(segmentCount * Int32Array.BYTES_PER_ELEMENT));
     return new MemoryDevice(full, new Array<Uint8Array | undefined>(chunkCount).fill(undefined), states, false);
   }
 
@@ -114,7 +129,7 @@ export class MemoryDevice implements SyncBlockDevice {
     assert(handle.kind === 'memory', 'fromHandle takes a memory handle');
     const full = { ...handle, readOnly: handle.readOnly || options.readOnly === true };
     const chunks = handle.chunks.map((chunk) => new Uint8Array(chunk));
-    const device = new MemoryDevice(full, chunks, new Int32Array(handle.chunkStates), true);
+    const device = new MemoryDevice(full, chunks, new Int32Array(handle.segmentStates), true);
     chunks.forEach((chunk, chunkIndex) => assert(chunk.length === device.chunkLengthBytes(chunkIndex), 'handle chunk length'));
     return device;
   }
@@ -140,28 +155,46 @@ export class MemoryDevice implements SyncBlockDevice {
     return new MemoryDevice(full, device.chunks, device.states, device.shared);
   }
 
-  /** Chunks currently holding data (DATA state); the rest cost no page of memory. */
+  /** Chunks holding data (a segment in DATA state); the rest cost no page of memory. */
   get dataChunkCount(): number {
     this.checkOpen('dataChunkCount');
+    const segmentsPerChunk = this.chunkSizeBytes / this.segmentBytes;
     let count = 0;
     for (let chunkIndex = 0; chunkIndex < this.chunkCount; chunkIndex++) {
-      if (Atomics.load(this.states, chunkIndex) === CHUNK_DATA) count++;
+      const first = chunkIndex * segmentsPerChunk;
+      const end = Math.min(this.states.length, first + segmentsPerChunk);
+      for (let segment = first; segment < end; segment++) {
+        if (Atomics.load(this.states, segment) === CHUNK_DATA) {
+          count++;
+          break;
+        }
+      }
     }
     return count;
   }
 
   readSync(offsetBytes: number, target: Uint8Array): void {
     this.checkRequest('read', offsetBytes, target.length);
-    let doneBytes = 0;
-    while (doneBytes < target.length) {
-      const position = offsetBytes + doneBytes;
+    const endBytes = offsetBytes + target.length;
+    let position = offsetBytes;
+    while (position < endBytes) {
       const chunkIndex = Math.floor(position / this.chunkSizeBytes);
-      const chunkOffsetBytes = position - chunkIndex * this.chunkSizeBytes;
-      const pieceBytes = Math.min(target.length - doneBytes, this.chunkLengthBytes(chunkIndex) - chunkOffsetBytes);
-      const chunk = this.readableChunk(chunkIndex);
-      if (chunk === undefined) target.fill(0, doneBytes, doneBytes + pieceBytes);
-      else target.set(chunk.subarray(chunkOffsetBytes, chunkOffsetBytes + pieceBytes), doneBytes);
-      doneBytes += pieceBytes;
+      const chunkStartBytes = chunkIndex * this.chunkSizeBytes;
+      const pieceEndMax = Math.min(endBytes, chunkStartBytes + this.chunkLengthBytes(chunkIndex));
+      // One piece: a run of segments in this chunk that all hold data, or all read as zeros.
+      const readable = this.segmentReadable(Math.floor(position / this.segmentBytes));
+      let pieceEnd = this.segmentEndBytes(position, pieceEndMax);
+      while (pieceEnd < pieceEndMax && this.segmentReadable(pieceEnd / this.segmentBytes) === readable) {
+        pieceEnd = this.segmentEndBytes(pieceEnd, pieceEndMax);
+      }
+      const targetStart = position - offsetBytes;
+      if (readable) {
+        const chunk = this.chunks[chunkIndex]!;
+        target.set(chunk.subarray(position - chunkStartBytes, pieceEnd - chunkStartBytes), targetStart);
+      } else {
+        target.fill(0, targetStart, pieceEnd - offsetBytes);
+      }
+      position = pieceEnd;
     }
   }
 
@@ -220,7 +253,7 @@ export class MemoryDevice implements SyncBlockDevice {
 
   /**
    * A zero-copy view of [offsetBytes, offsetBytes + lengthBytes) when the range lies in
-   * one chunk, else undefined (use read/write). The chunk is materialized (counts as
+   * one chunk, else undefined (use read/write). Its segments are materialized (count as
    * written for sparseness) because the caller may write through the view; writing
    * through a view of a read-only device is a programmer error.
    */
@@ -229,7 +262,7 @@ export class MemoryDevice implements SyncBlockDevice {
     const chunkIndex = Math.floor(offsetBytes / this.chunkSizeBytes);
     const chunkOffsetBytes = offsetBytes - chunkIndex * this.chunkSizeBytes;
     if (chunkOffsetBytes + lengthBytes > this.chunkLengthBytes(chunkIndex)) return undefined;
-    return this.writableChunk(chunkIndex).subarray(chunkOffsetBytes, chunkOffsetBytes + lengthBytes);
+    return this.materialize(chunkIndex, chunkOffsetBytes, chunkOffsetBytes + lengthBytes).subarray(chunkOffsetBytes, chunkOffsetBytes + lengthBytes);
   }
 
   /**
@@ -249,7 +282,7 @@ export class MemoryDevice implements SyncBlockDevice {
       sectorSizeBytes: this.sectorSizeBytes,
       chunkSizeBytes: this.chunkSizeBytes,
       chunks,
-      chunkStates: this.states.buffer as SharedArrayBuffer,
+      segmentStates: this.states.buffer as SharedArrayBuffer,
       readOnly: this.readOnly,
     };
   }
@@ -265,13 +298,23 @@ export class MemoryDevice implements SyncBlockDevice {
     }
     try {
       await file.truncate(this.sizeBytes);
-      for (let chunkIndex = 0; chunkIndex < this.chunkCount; chunkIndex++) {
-        const chunk = this.readableChunk(chunkIndex);
-        if (chunk === undefined) continue;
-        for (const run of nonZeroRuns(chunk)) {
-          const position = chunkIndex * this.chunkSizeBytes + run.offsetBytes;
-          await writeFully(file, chunk.subarray(run.offsetBytes, run.offsetBytes + run.lengthBytes), position);
+      // Runs of segments holding data, each within one chunk, scanned for non-zero pieces.
+      let position = 0;
+      while (position < this.sizeBytes) {
+        const chunkIndex = Math.floor(position / this.chunkSizeBytes);
+        const chunkStartBytes = chunkIndex * this.chunkSizeBytes;
+        const chunkEndBytes = chunkStartBytes + this.chunkLengthBytes(chunkIndex);
+        let runEnd = this.segmentEndBytes(position, chunkEndBytes);
+        if (!this.segmentReadable(position / this.segmentBytes)) {
+          position = runEnd;
+          continue;
         }
+        while (runEnd < chunkEndBytes && this.segmentReadable(runEnd / this.segmentBytes)) runEnd = this.segmentEndBytes(runEnd, chunkEndBytes);
+        const bytes = this.chunks[chunkIndex]!.subarray(position - chunkStartBytes, runEnd - chunkStartBytes);
+        for (const run of nonZeroRuns(bytes)) {
+          await writeFully(file, bytes.subarray(run.offsetBytes, run.offsetBytes + run.lengthBytes), position + run.offsetBytes);
+        }
+        position = runEnd;
       }
       await file.datasync();
     } catch (error) {
@@ -302,73 +345,119 @@ export class MemoryDevice implements SyncBlockDevice {
     if (this.readOnly) throw readOnlyError(syscall);
   }
 
+  /** The end of position's segment, at most limitBytes. */
+  private segmentEndBytes(position: number, limitBytes: number): number {
+    return Math.min(limitBytes, (Math.floor(position / this.segmentBytes) + 1) * this.segmentBytes);
+  }
+
   /** Copy `source` in at offsetBytes; range already checked. */
   private copyIn(offsetBytes: number, source: Uint8Array): void {
-    let doneBytes = 0;
-    while (doneBytes < source.length) {
-      const position = offsetBytes + doneBytes;
+    const endBytes = offsetBytes + source.length;
+    let position = offsetBytes;
+    while (position < endBytes) {
       const chunkIndex = Math.floor(position / this.chunkSizeBytes);
-      const chunkOffsetBytes = position - chunkIndex * this.chunkSizeBytes;
-      const pieceBytes = Math.min(source.length - doneBytes, this.chunkLengthBytes(chunkIndex) - chunkOffsetBytes);
-      this.writableChunk(chunkIndex).set(source.subarray(doneBytes, doneBytes + pieceBytes), chunkOffsetBytes);
-      doneBytes += pieceBytes;
-    }
-  }
-
-  /** Make the range read as zeros: whole chunks are dropped, partial ones filled. */
-  private zeroRange(offsetBytes: number, lengthBytes: number): void {
-    let doneBytes = 0;
-    while (doneBytes < lengthBytes) {
-      const position = offsetBytes + doneBytes;
-      const chunkIndex = Math.floor(position / this.chunkSizeBytes);
-      const chunkOffsetBytes = position - chunkIndex * this.chunkSizeBytes;
-      const chunkLengthBytes = this.chunkLengthBytes(chunkIndex);
-      const pieceBytes = Math.min(lengthBytes - doneBytes, chunkLengthBytes - chunkOffsetBytes);
-      if (pieceBytes === chunkLengthBytes) this.dropChunk(chunkIndex);
-      else this.readableChunk(chunkIndex)?.fill(0, chunkOffsetBytes, chunkOffsetBytes + pieceBytes);
-      doneBytes += pieceBytes;
-    }
-  }
-
-  /** The chunk's memory if it holds data, undefined if it reads as zeros. */
-  private readableChunk(chunkIndex: number): Uint8Array | undefined {
-    let state = Atomics.load(this.states, chunkIndex);
-    while (state === CHUNK_ZEROING) {
-      Atomics.wait(this.states, chunkIndex, CHUNK_ZEROING);
-      state = Atomics.load(this.states, chunkIndex);
-    }
-    return state === CHUNK_DATA ? this.chunks[chunkIndex] : undefined;
-  }
-
-  /** The chunk's memory in DATA state, creating or re-zeroing it as needed. */
-  private writableChunk(chunkIndex: number): Uint8Array {
-    for (;;) {
-      const state = Atomics.load(this.states, chunkIndex);
-      if (state === CHUNK_DATA) return this.chunks[chunkIndex]!;
-      if (state === CHUNK_ZEROING) {
-        Atomics.wait(this.states, chunkIndex, CHUNK_ZEROING);
-        continue;
-      }
+      const chunkStartBytes = chunkIndex * this.chunkSizeBytes;
       const chunk = this.ensureChunkMemory(chunkIndex);
-      if (state === CHUNK_FRESH) {
-        if (Atomics.compareExchange(this.states, chunkIndex, CHUNK_FRESH, CHUNK_DATA) === CHUNK_FRESH) return chunk;
+      const pieceEndMax = Math.min(endBytes, chunkStartBytes + this.chunkLengthBytes(chunkIndex));
+      const segment = Math.floor(position / this.segmentBytes);
+      let pieceEnd = this.segmentEndBytes(position, pieceEndMax);
+      const claimed = this.claimForWrite(segment, chunk, position - chunkStartBytes, pieceEnd - chunkStartBytes);
+      if (!claimed) {
+        // A run of segments already holding data takes one copy.
+        while (pieceEnd < pieceEndMax && Atomics.load(this.states, pieceEnd / this.segmentBytes) === CHUNK_DATA) {
+          pieceEnd = this.segmentEndBytes(pieceEnd, pieceEndMax);
+        }
+      }
+      chunk.set(source.subarray(position - offsetBytes, pieceEnd - offsetBytes), position - chunkStartBytes);
+      if (claimed) this.publish(segment);
+      position = pieceEnd;
+    }
+  }
+
+  /** Make the range read as zeros: whole segments are dropped, partial ones filled. */
+  private zeroRange(offsetBytes: number, lengthBytes: number): void {
+    const endBytes = offsetBytes + lengthBytes;
+    let position = offsetBytes;
+    while (position < endBytes) {
+      const segment = Math.floor(position / this.segmentBytes);
+      const segmentStartBytes = segment * this.segmentBytes;
+      const segmentEndBytes = Math.min(this.sizeBytes, segmentStartBytes + this.segmentBytes);
+      const pieceEnd = Math.min(endBytes, segmentEndBytes);
+      if (position === segmentStartBytes && pieceEnd === segmentEndBytes) {
+        this.dropSegment(segment);
+      } else if (this.segmentReadable(segment)) {
+        const chunkIndex = Math.floor(position / this.chunkSizeBytes);
+        const chunkStartBytes = chunkIndex * this.chunkSizeBytes;
+        this.chunks[chunkIndex]!.fill(0, position - chunkStartBytes, pieceEnd - chunkStartBytes);
+      }
+      position = pieceEnd;
+    }
+  }
+
+  /** True if the segment holds data, false if it reads as zeros (waits out a re-zeroing). */
+  private segmentReadable(segment: number): boolean {
+    let state = Atomics.load(this.states, segment);
+    while (state === CHUNK_ZEROING) {
+      Atomics.wait(this.states, segment, CHUNK_ZEROING);
+      state = Atomics.load(this.states, segment);
+    }
+    return state === CHUNK_DATA;
+  }
+
+  /**
+   * Ready `segment` for a write of chunk bytes [startInChunk, endInChunk) (within the
+   * segment). Returns false when the segment is DATA (the caller copies); true when this
+   * thread won a dropped segment: the rest of it is zeroed, it is in ZEROING, and the
+   * caller copies and then publishes it.
+   */
+  private claimForWrite(segment: number, chunk: Uint8Array, startInChunk: number, endInChunk: number): boolean {
+    for (;;) {
+      const state = Atomics.load(this.states, segment);
+      if (state === CHUNK_DATA) return false;
+      if (state === CHUNK_ZEROING) {
+        Atomics.wait(this.states, segment, CHUNK_ZEROING);
         continue;
       }
-      assert(state === CHUNK_DROPPED, 'chunk state word holds a known state');
-      if (Atomics.compareExchange(this.states, chunkIndex, CHUNK_DROPPED, CHUNK_ZEROING) !== CHUNK_DROPPED) continue;
+      if (state === CHUNK_FRESH) {
+        if (Atomics.compareExchange(this.states, segment, CHUNK_FRESH, CHUNK_DATA) === CHUNK_FRESH) return false;
+        continue;
+      }
+      assert(state === CHUNK_DROPPED, 'segment state word holds a known state');
+      if (Atomics.compareExchange(this.states, segment, CHUNK_DROPPED, CHUNK_ZEROING) !== CHUNK_DROPPED) continue;
       // The fill must complete before DATA is published: a reader that sees DATA must
       // never see the stale bytes of the dropped contents.
-      chunk.fill(0);
-      Atomics.store(this.states, chunkIndex, CHUNK_DATA);
-      Atomics.notify(this.states, chunkIndex);
-      return chunk;
+      const chunkStartBytes = Math.floor((segment * this.segmentBytes) / this.chunkSizeBytes) * this.chunkSizeBytes;
+      const segmentStart = segment * this.segmentBytes - chunkStartBytes;
+      const segmentEnd = Math.min(this.sizeBytes - chunkStartBytes, segmentStart + this.segmentBytes);
+      if (startInChunk > segmentStart) chunk.fill(0, segmentStart, startInChunk);
+      if (endInChunk < segmentEnd) chunk.fill(0, endInChunk, segmentEnd);
+      return true;
     }
   }
 
-  private dropChunk(chunkIndex: number): void {
+  private publish(segment: number): void {
+    Atomics.store(this.states, segment, CHUNK_DATA);
+    Atomics.notify(this.states, segment);
+  }
+
+  /** Every segment of chunk bytes [startInChunk, endInChunk) in DATA state (view's promise). */
+  private materialize(chunkIndex: number, startInChunk: number, endInChunk: number): Uint8Array {
+    const chunk = this.ensureChunkMemory(chunkIndex);
+    const chunkStartBytes = chunkIndex * this.chunkSizeBytes;
+    const first = Math.floor((chunkStartBytes + startInChunk) / this.segmentBytes);
+    const last = Math.floor((chunkStartBytes + Math.max(startInChunk, endInChunk - 1)) / this.segmentBytes);
+    for (let segment = first; segment <= last; segment++) {
+      // An empty write range: a won dropped segment is zeroed whole.
+      const segmentStart = segment * this.segmentBytes - chunkStartBytes;
+      if (this.claimForWrite(segment, chunk, segmentStart, segmentStart)) this.publish(segment);
+    }
+    return chunk;
+  }
+
+  private dropSegment(segment: number): void {
     // Wait out a concurrent re-zeroing, then drop what it produced.
-    if (this.readableChunk(chunkIndex) === undefined) return;
-    Atomics.compareExchange(this.states, chunkIndex, CHUNK_DATA, CHUNK_DROPPED);
+    if (!this.segmentReadable(segment)) return;
+    Atomics.compareExchange(this.states, segment, CHUNK_DATA, CHUNK_DROPPED);
   }
 
   private ensureChunkMemory(chunkIndex: number): Uint8Array {
