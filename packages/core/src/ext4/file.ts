@@ -241,6 +241,11 @@ export class Ext4Files {
     this.ioBuffers.free(buffer.byteOffset);
   }
 
+  /** Resolves once the writeback pool's workers run (at once if there is no pool yet); until then large batches are written inline. */
+  writebackPoolReady(): Promise<void> {
+    return this.pool?.ready() ?? Promise.resolve();
+  }
+
   /** The writeback pool's counters (undefined until the pool has started). */
   writebackPoolStats(): ReturnType<WritebackPool['stats']> | undefined {
     return this.pool?.stats();

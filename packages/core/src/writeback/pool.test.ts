@@ -168,6 +168,26 @@ describe('createWritebackPool with a MemoryDevice', () => {
     expect(pool.stats().inlineBytes).toBeLessThan(WRITEBACK_INLINE_BYTES_MAX_DEFAULT);
   });
 
+  it('createWritebackPool writes large batches inline while its workers start, then through them', async () => {
+    const fx = fixture(0x3b00_0015);
+    const device = MemoryDevice.create({ sizeBytes: DEVICE_BYTES });
+    const pool = usePool(createWritebackPool({ core: fx.core, device, threads: 1 }));
+    const model = new Uint8Array(DEVICE_BYTES);
+    // Submitted in the same turn as the pool's creation: no worker can have booted yet.
+    const early = randomIoends(seededRandom(0x3b00_0016), fx, 4, 2 * MIB);
+    await pool.submit(early);
+    applyToModel(model, fx, early);
+    expect(pool.stats()).toMatchObject({ tasks: 0, inlineBatches: 1, poolBytes: 0 });
+    expect(pool.stats().inlineBytes).toBeGreaterThan(WRITEBACK_INLINE_BYTES_MAX_DEFAULT); // large: inline only for the start-up
+    await pool.ready();
+    const late = randomIoends(seededRandom(0x3b00_0017), fx, 4, 2 * MIB);
+    await pool.submit(late);
+    applyToModel(model, fx, late);
+    expect(pool.stats().poolBytes).toBeGreaterThan(WRITEBACK_INLINE_BYTES_MAX_DEFAULT);
+    expect(pool.stats().inlineBatches).toBe(1);
+    expectSameBytes(await deviceBytes(device), model);
+  });
+
   it('createWritebackPool workers see wasm memory grown after they started', async () => {
     const fx = fixture(0x3b00_0007);
     const device = MemoryDevice.create({ sizeBytes: DEVICE_BYTES });

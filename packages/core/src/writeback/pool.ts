@@ -103,7 +103,12 @@ export interface WritebackPoolOptions {
   device: BlockDevice;
   /** Worker threads, 1..WRITEBACK_THREADS_MAX; default min(2, max(1, availableParallelism() − 1)). */
   threads?: number;
-  /** Batches of fewer bytes are written inline; default WRITEBACK_INLINE_BYTES_MAX_DEFAULT; 0 = always the pool. */
+  /**
+   * Batches of fewer bytes are written inline; default WRITEBACK_INLINE_BYTES_MAX_DEFAULT.
+   * Above 0, batches submitted while the workers are still starting are written inline too
+   * (a worker takes ~30 ms to boot here: a writer must not wait for it). 0 = always the
+   * pool, waiting for the workers to start.
+   */
   inlineBytesMax?: number;
 }
 
@@ -122,7 +127,7 @@ export interface WritebackPoolStats {
   tasks: number;
   /** Bytes the workers wrote. */
   poolBytes: number;
-  /** Batches and bytes written inline (small, inline-only mode, queue full, or after close). */
+  /** Batches and bytes written inline (small, inline-only mode, queue full, workers still starting, or after close). */
   inlineBatches: number;
   inlineBytes: number;
   /** Ioends that ended with an error. */
@@ -134,6 +139,8 @@ export interface WritebackPoolStats {
 export interface WritebackPool {
   /** Write the ioends' pieces; sets ioend.error (FsError EIO) on failure; never throws. */
   readonly submit: IoendSubmit;
+  /** Resolves once the workers have started (at once for an inline-only pool). Never rejects. */
+  ready(): Promise<void>;
   /** Wait for the batches in flight, then stop the workers. Later submits are written inline. */
   close(): Promise<void>;
   stats(): WritebackPoolStats;
@@ -208,6 +215,7 @@ function inlineOnlyPool(inline: IoendSubmit, fallbackReason: string): WritebackP
       await inline(ioends);
       counters.failedIoends += ioends.filter((ioend) => ioend.error !== undefined).length;
     },
+    ready: async () => undefined,
     close: async () => undefined,
     stats: () => ({ ...counters }),
   };
@@ -220,6 +228,9 @@ class PiscinaWritebackPool implements WritebackPool {
   private closing: Promise<void> | undefined;
   private inFlightCount = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Set when an empty task has come back: every worker of the fixed-size pool has booted by then or soon. */
+  private started = false;
+  private readonly startup: Promise<void>;
 
   constructor(
     private readonly inline: IoendSubmit,
@@ -237,6 +248,15 @@ class PiscinaWritebackPool implements WritebackPool {
     this.piscina.on('error', (error: unknown) => {
       this.counters.lastWorkerError = error instanceof Error ? error.message : String(error);
     });
+    // An empty task answers once a worker runs; a failure counts as started too (later tasks fail into EIO).
+    const done = () => {
+      this.started = true;
+    };
+    this.startup = this.piscina.run({ pieces: new Float64Array(0) }).then(done, done);
+  }
+
+  ready(): Promise<void> {
+    return this.startup;
   }
 
   stats(): WritebackPoolStats {
@@ -245,6 +265,7 @@ class PiscinaWritebackPool implements WritebackPool {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.startup;
       while (this.inFlightCount > 0) await new Promise<void>((wake) => this.idleWaiters.push(wake));
       await this.piscina.destroy();
     })();
@@ -257,7 +278,8 @@ class PiscinaWritebackPool implements WritebackPool {
     this.counters.bytes += bytes;
     const taskCount = Math.min(this.threads, Math.max(1, Math.floor(bytes / WRITEBACK_TASK_BYTES_MIN)));
     const queueFull = this.piscina.queueSize + taskCount > WRITEBACK_QUEUE_TASKS_MAX;
-    if (this.closing !== undefined || bytes === 0 || bytes < this.inlineBytesMax || queueFull) {
+    const starting = !this.started && this.inlineBytesMax > 0;
+    if (this.closing !== undefined || bytes === 0 || bytes < this.inlineBytesMax || queueFull || starting) {
       this.counters.inlineBatches++;
       this.counters.inlineBytes += bytes;
       await this.inline(ioends);
