@@ -336,6 +336,12 @@ describe('writeback: the worker pool, and errors that reach fsync', () => {
     const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 1 });
     const data = pattern(8 * MiB + 12345, 13);
     const fh = await fs.open('/big', 'w+');
+    // The first large batch starts the pool and is written inline while the workers boot.
+    await fh.write(data, 0, data.length, 0);
+    await fh.sync();
+    expect(fs.files.writebackPoolStats()?.poolBytes).toBe(0);
+    await fs.files.writebackPoolReady();
+    data.set(pattern(8 * MiB, 14));
     await fh.write(data, 0, data.length, 0);
     await fh.sync();
     const stats = fs.files.writebackPoolStats();
@@ -438,7 +444,8 @@ describe('delayed allocation keeps its space', () => {
   it('directories growing while writes hold reservations take ENOSPC themselves; the reserved data is written at fsync, e2fsck clean', async () => {
     const device = MemoryDevice.create({ sizeBytes: 16 * MiB });
     await mkfs(device, {});
-    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 0 });
+    // A cache whose background threshold (20 %) lies above the write, so no writeback allocates the reservation early.
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 64 * MiB, writebackThreads: 0 });
     // Reserve all but a few blocks of what delalloc may take.
     const fh = await fs.open('/big', 'w+');
     const spare = 24;

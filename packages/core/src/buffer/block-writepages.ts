@@ -129,7 +129,11 @@ export interface BlockWritebackRange {
   sync: boolean;
 }
 
-/** Write back the dirty folios overlapping the range; returns once their writes have completed. */
+/**
+ * Write back the dirty folios overlapping the range. A sync walk returns once their writes
+ * have completed; a background one (the flusher's) once they are submitted, as iomap's
+ * does (the folios stay under writeback until then; errors land on the mapping).
+ */
 export async function blockWritepages(inode: BufferInode, range: BlockWritebackRange, options: BlockWritepagesOptions): Promise<void> {
   const [indexStart, indexEnd] = pageRange(range.startBytes, range.endBytes);
   const batchMax = options.batchFoliosMax ?? WRITEPAGES_BATCH_FOLIOS_MAX;
@@ -149,7 +153,8 @@ export async function blockWritepages(inode: BufferInode, range: BlockWritebackR
       cursor = result.next;
     }
   } finally {
-    await Promise.all(completions);
+    if (range.sync) await Promise.all(completions);
+    else for (const completion of completions) completion.catch((error: unknown) => { inode.mapping.writebackError = error; });
   }
 }
 

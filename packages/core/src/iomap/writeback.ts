@@ -13,7 +13,9 @@
  *   every batchBytesMax, and at the end: submit(ioends) (default: inline device writes
  *   straight from folio memory; the worker pool plugs in here), then completion: sort by
  *   offset, merge neighbours, ops.ioendsCompleted (convert unwritten, raise i_disksize),
- *   endWriteback on every folio of the batch.
+ *   endWriteback on every folio of the batch. Up to WRITEBACK_BATCHES_IN_FLIGHT_MAX
+ *   batches run at once while the walk builds the next; a sync walk waits for all of them
+ *   at the end, a background walk does not.
  *
  *   folio A [d d . d]  folio B [d d d d]   (d = dirty block, one UNWRITTEN extent)
  *   ioend 1: A0–A1 ─┐ gap at A2 ends it   ioend 2: A3 + B0–B3 (contiguous: merged)
@@ -39,6 +41,12 @@ import { type Ioend, type Iomap, type IomapInode, IomapType, type WritebackOps }
 export const IOEND_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Submit and complete after this many bytes started, so folios do not stay under writeback too long. */
 export const WRITEBACK_BATCH_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/**
+ * Batches of one walk in flight at once: the next is built (mapped, allocated, its ioends
+ * made) on the engine thread while the workers write the last. Measured on a 256 MiB
+ * write+fsync with one worker: the walk's mapping and completion work overlaps the copies.
+ */
+export const WRITEBACK_BATCHES_IN_FLIGHT_MAX = 2;
 
 /** Writes the ioends' pieces to the device; sets ioend.error on failure, never throws. */
 export type IoendSubmit = (ioends: readonly Ioend[]) => Promise<void>;
@@ -70,14 +78,22 @@ interface WritebackContext {
   ioends: Ioend[];
   folios: Folio[];
   batchBytes: number;
+  /** Batches submitted and not yet completed, oldest first (each settles, never rejects). */
+  inflight: Promise<void>[];
 }
 
-/** Write back the dirty folios overlapping the range (returns once their writeback has ended). */
+/**
+ * Write back the dirty folios overlapping the range. A sync walk returns once their
+ * writeback has ended; a background one (the flusher's) once the last batch is submitted:
+ * its folios stay under writeback until the workers' writes complete, so the flusher goes
+ * on to the next chunk while they copy (Linux's WB_SYNC_NONE does not wait on the I/O
+ * either). Errors of either kind are recorded on the mapping.
+ */
 export async function iomapWriteback(inode: IomapInode, range: WritebackRange, options: IomapWritebackOptions): Promise<void> {
   const mapping = inode.mapping;
   const context: WritebackContext = {
     inode, options, ioendBytesMax: options.ioendBytesMax ?? IOEND_BYTES_MAX_DEFAULT,
-    iomap: null, ioends: [], folios: [], batchBytes: 0,
+    iomap: null, ioends: [], folios: [], batchBytes: 0, inflight: [],
   };
   const batchBytesMax = options.batchBytesMax ?? WRITEBACK_BATCH_BYTES_MAX_DEFAULT;
   const [indexStart, indexEnd] = pageRange(range.startBytes, range.endBytes);
@@ -91,7 +107,7 @@ export async function iomapWriteback(inode: IomapInode, range: WritebackRange, o
         try {
           if (range.sync && folio.writebackAccounted) {
             // Submit our own batch before waiting on someone else's, so no two walks wait on each other.
-            await submitAndComplete(context);
+            await submitBatch(context);
             await folio.waitWriteback();
           }
           if (!folio.attached || !folio.isDirty() || folio.writebackAccounted) continue;
@@ -103,10 +119,11 @@ export async function iomapWriteback(inode: IomapInode, range: WritebackRange, o
       } finally {
         folio.put();
       }
-      if (context.batchBytes >= batchBytesMax) await submitAndComplete(context);
+      if (context.batchBytes >= batchBytesMax) await submitBatch(context);
     }
   } finally {
-    await submitAndComplete(context);
+    await submitBatch(context);
+    if (range.sync) await Promise.all(context.inflight);
   }
 }
 
@@ -241,13 +258,25 @@ function appendPiece(ioend: Ioend, ptr: number, lengthBytes: number): void {
   else ioend.pieces.push({ ptr, lengthBytes });
 }
 
-async function submitAndComplete(context: WritebackContext): Promise<void> {
+/** Start the batch built so far (submit, then complete); waits only while too many are in flight. */
+async function submitBatch(context: WritebackContext): Promise<void> {
   const { ioends, folios } = context;
   if (folios.length === 0 && ioends.length === 0) return;
   context.ioends = [];
   context.folios = [];
   context.batchBytes = 0;
   context.iomap = null;
+  const batch = submitAndComplete(context, ioends, folios);
+  context.inflight.push(batch);
+  void batch.then(() => {
+    const at = context.inflight.indexOf(batch);
+    if (at >= 0) context.inflight.splice(at, 1);
+  });
+  while (context.inflight.length > WRITEBACK_BATCHES_IN_FLIGHT_MAX) await context.inflight[0];
+}
+
+/** One batch: device writes, then completion (conversion, i_disksize) and the end of writeback. Never rejects. */
+async function submitAndComplete(context: WritebackContext, ioends: Ioend[], folios: Folio[]): Promise<void> {
   const { options, inode } = context;
   const mapping = inode.mapping;
   try {

@@ -187,6 +187,13 @@ export class AddressSpace {
 
   // ─── Range walks (index order; robust to folios added or removed between steps) ───
 
+  /** The first page in [indexStart, indexEnd) that a folio covers, or indexEnd when none does (no LRU touch). */
+  firstCachedIndex(indexStart: number, indexEnd: number): number {
+    const folio = this.firstFrom(indexStart, 'any');
+    if (folio === null || folio.index >= indexEnd) return indexEnd;
+    return Math.max(indexStart, folio.index);
+  }
+
   /** Folios overlapping pages [indexStart, indexEnd). */
   *folios(indexStart: number, indexEnd: number): Generator<Folio> {
     yield* this.walk(indexStart, indexEnd, 'any');
