@@ -17,6 +17,13 @@
  *
  *   sequential reads of 64 KiB:  window 16 → 32 → 64 … pages;  order 2 → 4 → 6 …
  *
+ * Holes with nothing cached: a HOLE mapping over pages no folio covers is read by zeroing
+ * the caller's bytes directly (one memory.fill), with no folio made, filled and copied
+ * out, and readahead over such pages makes nothing. Linux caches zeroed folios there; they
+ * hold no information, cost cache memory, and a later write must find them first. The
+ * check and the fill are one synchronous step on the engine thread, so a write that makes
+ * a folio there is ordered wholly before or after the read.
+ *
  * Cost: bytes copied = the requested bytes once (folio → caller, TypedArray.set); device
  * reads = one per run of not-uptodate MAPPED blocks per folio (0 on a cache hit); one
  * begin() per mapping.
@@ -27,7 +34,8 @@ import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
 import { PAGE_BYTES, fillFolioBlocks, orderForPages, roundUp } from './folio-io.js';
 import { iomapIter } from './iter.js';
-import { type Iomap, IomapFlags, type IomapInode, IomapOp, type IomapOps } from './types.js';
+import { type Iomap, IomapFlags, type IomapInode, IomapOp, type IomapOps, IomapType } from './types.js';
+import type { WasmCore } from '../wasm/core.js';
 
 export const READAHEAD_WINDOW_PAGES_MIN = 4;
 /** 2 MiB: the largest readahead window (Linux's default read_ahead_kb is 128 KiB; large folios want more). */
@@ -65,6 +73,16 @@ export async function iomapRead(inode: IomapInode, posBytes: number, target: Uin
     const end = pos + length;
     let at = pos;
     while (at < end) {
+      if (iomap.type === IomapType.HOLE) {
+        // The uncached part of a hole: zeros straight into the caller's buffer (see the header).
+        const cachedAt = mapping.firstCachedIndex(Math.floor(at / PAGE_BYTES), Math.ceil(end / PAGE_BYTES)) * PAGE_BYTES;
+        if (cachedAt > at) {
+          const holeEnd = Math.min(end, cachedAt);
+          zeroOut(mapping.cache.core, at, holeEnd, target, posBytes, readEnd);
+          at = holeEnd;
+          continue;
+        }
+      }
       const indexLimit = Math.ceil(inode.sizeBytes / PAGE_BYTES);
       const folio = await mapping.getOrCreate(Math.floor(at / PAGE_BYTES), plan.order, { indexLimit });
       try {
@@ -124,6 +142,15 @@ function readPlan(inode: IomapInode, posBytes: number, readEnd: number, state: R
   const aheadEnd = Math.max(aheadStart, Math.min(limit, aheadStart + windowBytes));
   state.aheadEndBytes = Math.max(state.aheadEndBytes, aheadEnd);
   return { order: state.orderPrevious, aheadStart, aheadEnd };
+}
+
+// Zero the part of file range [from, to) that lies in the request [requestPos, requestEnd) in target.
+function zeroOut(core: WasmCore, from: number, to: number, target: Uint8Array, requestPos: number, requestEnd: number): void {
+  const start = Math.max(from, requestPos) - requestPos;
+  const end = Math.min(to, requestEnd) - requestPos;
+  if (start >= end) return;
+  if (target.buffer === core.bytes().buffer) core.kernels.bytesZero(target.byteOffset + start, end - start);
+  else target.fill(0, start, end);
 }
 
 // Copy the part of folio range [from, to) that lies in the request [requestPos, requestEnd) into target.

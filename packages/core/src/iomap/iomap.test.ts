@@ -42,6 +42,36 @@ describe('iomap buffered read', () => {
     });
   });
 
+  it('reads an uncached HOLE by zeroing the caller buffer: no folio is made there, cached folios inside the hole still answer', async () => {
+    await withFakeFs({}, async ({ createFile, fs }) => {
+      const file = createFile();
+      const MiB = 1024 * KiB;
+      await file.truncate(2 * MiB);
+      await file.write(0, pattern(16 * KiB, 2));
+      await file.write(MiB, pattern(8 * KiB, 3)); // dirty, never written back: a folio in the middle of the hole
+      expect(fs.lookup(file.file, 64 * KiB, 4 * KiB).type).toBe(IomapType.HOLE);
+      const state = createReadaheadState();
+      const target = new Uint8Array(2 * MiB).fill(0xaa);
+      let done = 0;
+      while (done < target.length) {
+        done += await iomapRead(file.file, done, target.subarray(done, done + 256 * KiB), { ops: file.fs.readOps, device: file.fs.device, readahead: state });
+      }
+      const expected = new Uint8Array(2 * MiB);
+      expected.set(pattern(16 * KiB, 2), 0);
+      expected.set(pattern(8 * KiB, 3), MiB);
+      expect(Buffer.compare(target, expected)).toBe(0);
+      // Folios only where data was written: none over the hole, read or read ahead.
+      const mapping = file.file.mapping;
+      for (const folio of mapping.folios(0, 2 ** 32)) {
+        const start = folio.positionBytes;
+        const end = start + folio.lengthBytes;
+        expect(end <= 16 * KiB || (start >= MiB && end <= MiB + 8 * KiB), `folio [${start}, ${end})`).toBe(true);
+      }
+      expect(mapping.firstCachedIndex(4, 256)).toBe(256);
+      expect(mapping.firstCachedIndex(4, 512)).toBe(256);
+    });
+  });
+
   it('grows the folio order with sequential reads and never creates a folio past EOF', async () => {
     await withFakeFs({ cacheBytesMax: 8 * 1024 * KiB }, async ({ createFile }) => {
       const file = createFile();
