@@ -359,6 +359,28 @@ describe('writeback: the worker pool, and errors that reach fsync', () => {
     await device.close();
   });
 
+  it("writebackStart 'mount' starts the workers before mount resolves: the first large writeback already goes through them; a bad value is EINVAL", async () => {
+    ensureWritebackWorkerBuilt();
+    const device = MemoryDevice.create({ sizeBytes: 64 * MiB });
+    await mkfs(device, {});
+    await expectFsError(Ext4.mount(device, { readOnly: false, writebackStart: 'soon' as 'mount' }), 'EINVAL');
+    const fs = await Ext4.mount(device, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 1, writebackStart: 'mount' });
+    expect(fs.files.writebackPoolStats()).toMatchObject({ mode: 'pool', batches: 0 });
+    const data = pattern(8 * MiB, 15);
+    const fh = await fs.open('/early', 'w+');
+    await fh.write(data, 0, data.length, 0);
+    await fh.sync();
+    expect(fs.files.writebackPoolStats()).toMatchObject({ inlineBatches: 0, failedIoends: 0 });
+    expect(fs.files.writebackPoolStats()!.poolBytes).toBeGreaterThanOrEqual(8 * MiB);
+    expect((await fh.readFile()).equals(data)).toBe(true);
+    await fh.close();
+    await checkImage(fs, device);
+    // A read-only mount starts nothing.
+    const readOnly = await Ext4.mount(device, { writebackStart: 'mount' });
+    expect(readOnly.files.writebackPoolStats()).toBeUndefined();
+    await readOnly.unmount();
+  });
+
   it('a data write that fails: fsync reports EIO once, the journal aborts (no more changes), the old data stays on disk', async () => {
     const inner = MemoryDevice.create({ sizeBytes: 32 * MiB });
     await mkfs(inner, {});

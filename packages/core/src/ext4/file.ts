@@ -99,9 +99,9 @@ export interface Ext4FilesOptions {
   cacheBytes?: number;
   /**
    * Writeback worker threads (a piscina pool writing ioends from folio memory); 0 = write
-   * inline on the engine thread. Default 1 on read-write mounts. The pool starts at the
-   * first writeback batch too large to write inline, so mounts that never write much
-   * never start a thread.
+   * inline on the engine thread. Default 1 on read-write mounts. The pool starts when a
+   * write leaves a megabyte dirty, or at the first writeback batch too large to write
+   * inline, so mounts that never write much never start a thread.
    */
   writebackThreads?: number;
   /** Build the buffer_head path (bh_path.ts) — injected so this module does not depend on it. */
@@ -183,8 +183,7 @@ export class Ext4Files {
       let bytes = 0;
       for (const ioend of ioends) bytes += ioend.lengthBytes;
       if (this.writebackThreads > 0 && bytes > WRITEBACK_INLINE_BYTES && !this.closed) {
-        this.pool ??= createWritebackPool({ core: this.core, device, threads: this.writebackThreads });
-        await this.pool.submit(ioends);
+        await this.writebackPool().submit(ioends);
       } else {
         await inline(ioends);
       }
@@ -241,6 +240,18 @@ export class Ext4Files {
     this.ioBuffers.free(buffer.byteOffset);
   }
 
+  /** The writeback pool, started on first use. */
+  private writebackPool(): WritebackPool {
+    this.pool ??= createWritebackPool({ core: this.core, device: this.mount.ext4.device, threads: this.writebackThreads });
+    return this.pool;
+  }
+
+  /** Start the writeback workers now (if the mount has any) and resolve once they run. */
+  async startWriteback(): Promise<void> {
+    if (this.writebackThreads === 0 || this.closed) return;
+    await this.writebackPool().ready();
+  }
+
   /** Resolves once the writeback pool's workers run (at once if there is no pool yet); until then large batches are written inline. */
   writebackPoolReady(): Promise<void> {
     return this.pool?.ready() ?? Promise.resolve();
@@ -290,6 +301,9 @@ export class Ext4Files {
     if (source.length === 0) return 0;
     const state = await this.writable(ino, 'write');
     const done = await this.path.write(state, posBytes, source);
+    // A megabyte dirty: writeback will want the workers soon, and one takes ~30 ms to boot
+    // (batches meanwhile go inline). Start them now, so the boot overlaps the writes.
+    if (this.pool === undefined && this.writebackThreads > 0 && !this.closed && this.cache.dirtyBytes >= WRITEBACK_INLINE_BYTES) this.writebackPool();
     await this.stampTimes(state);
     return done;
   }

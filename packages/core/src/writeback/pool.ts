@@ -228,8 +228,8 @@ class PiscinaWritebackPool implements WritebackPool {
   private closing: Promise<void> | undefined;
   private inFlightCount = 0;
   private idleWaiters: (() => void)[] = [];
-  /** Set when an empty task has come back: every worker of the fixed-size pool has booted by then or soon. */
-  private started = false;
+  /** Word 0: workers booted (each adds 1 when loaded, see protocol.ts). */
+  private readonly startedWord = new Int32Array(new SharedArrayBuffer(4));
   private readonly startup: Promise<void>;
 
   constructor(
@@ -240,7 +240,7 @@ class PiscinaWritebackPool implements WritebackPool {
     private readonly inlineBytesMax: number,
     filename: string,
   ) {
-    const workerData: WritebackWorkerData = { memory: core.memory, device: deviceHandle };
+    const workerData: WritebackWorkerData = { memory: core.memory, device: deviceHandle, started: this.startedWord };
     // Fixed size (min = max): workers open the device once and stay; idle ones cost memory, not CPU.
     this.piscina = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData, trackUnmanagedFds: true });
     this.counters = emptyStats('pool', threads);
@@ -248,11 +248,13 @@ class PiscinaWritebackPool implements WritebackPool {
     this.piscina.on('error', (error: unknown) => {
       this.counters.lastWorkerError = error instanceof Error ? error.message : String(error);
     });
-    // An empty task answers once a worker runs; a failure counts as started too (later tasks fail into EIO).
-    const done = () => {
-      this.started = true;
-    };
-    this.startup = this.piscina.run({ pieces: new Float64Array(0) }).then(done, done);
+    // An empty task answers once a worker runs (a failure too: later tasks then fail into EIO).
+    this.startup = this.piscina.run({ pieces: new Float64Array(0) }).then(() => undefined, () => undefined);
+  }
+
+  /** A worker has booted (read from shared memory: no message needed). */
+  private get started(): boolean {
+    return Atomics.load(this.startedWord, 0) > 0;
   }
 
   ready(): Promise<void> {

@@ -36,6 +36,12 @@ export interface WritebackWorkerData {
   memory: WasmMemory;
   /** The device, as its handle() described it (deviceFromHandle rebuilds it in the worker). */
   device: DeviceHandle;
+  /**
+   * Int32 word 0 counts the workers that have loaded and opened the device (Atomics.add):
+   * the engine reads it synchronously, without waiting for a message its busy event loop
+   * would take in late.
+   */
+  started: Int32Array<SharedArrayBuffer>;
 }
 
 /** One task: pieces to write, in the layout above. */

@@ -48,6 +48,7 @@ let deviceOpenError: unknown;
 let memoryView = new Uint8Array(data.memory.buffer);
 
 openDevice();
+Atomics.add(data.started, 0, 1);
 
 function openDevice(): void {
   try {
