@@ -131,6 +131,8 @@ export class FileHandle {
   private positionBytes = 0;
   /** This open file's readahead state (the path's; opaque here). */
   private readonly readahead: unknown;
+  /** Whether the inode is a directory, once read() has looked. */
+  private directory: boolean | undefined;
 
   constructor(
     readonly fd: number,
@@ -184,9 +186,11 @@ export class FileHandle {
     this.check('read');
     if (!this.openMode.read) throw new FsError('EBADF', { syscall: 'read', path: this.path, detail: 'not open for reading' });
     const args = normaliseReadArgs(bufferOrOptions, offsetOrOptions, length, position);
-    const inode = await this.inode();
-    if (isDir(inode)) throw new FsError('EISDIR', { syscall: 'read', path: this.path });
-    const target = args.buffer.subarray(args.offset, args.offset + args.length);
+    // An inode's type never changes while it is open: look once, not per read (a decode + crc32c).
+    this.directory ??= isDir(await this.inode());
+    if (this.directory) throw new FsError('EISDIR', { syscall: 'read', path: this.path });
+    const whole = args.offset === 0 && args.length === args.buffer.length;
+    const target = whole ? args.buffer : args.buffer.subarray(args.offset, args.offset + args.length);
     const at = args.position ?? this.positionBytes;
     const bytesRead = await this.tagged('read', () => this.host.files.read(this.ino, at, target, this.readahead));
     if (args.position === null) this.positionBytes += bytesRead;
