@@ -10,7 +10,7 @@
  *   ext4ts bench JOBFILE.fio …            fio job files ([global] + job sections)
  *
  * fio's option names (job.ts lists them) plus ext4ts's own: --buffered iomap|buffer_head,
- * --no-large-folios, --device memory|FILE, --repeat N, --peers LIST, --install-peers,
+ * --no-large-folios, --device memory|FILE, --repeat N, --warmup N, --peers LIST, --install-peers,
  * --cache-bytes SIZE, --writeback-threads N, --clients engine|threads, --sections LIST, --json FILE, --svg FILE, --results-dir DIR,
  * --no-save, --no-progress, --output-format normal|json, --output FILE.
  *
@@ -55,6 +55,8 @@ export interface BenchArgs {
   largeFolios?: boolean;
   device: DeviceChoice;
   repeat?: number;
+  /** Untimed repetitions per column before the timed ones. */
+  warmup?: number;
   full: boolean;
   peers?: PeerId[];
   installPeers: boolean;
@@ -76,7 +78,7 @@ export interface BenchArgs {
 }
 
 const VALUED = new Set([
-  'device', 'repeat', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'clients',
+  'device', 'repeat', 'warmup', 'peers', 'output-format', 'output', 'json', 'svg', 'results-dir', 'cache-bytes', 'writeback-threads', 'clients',
   'sections',
 ]);
 const FLAGS = new Set(['no-large-folios', 'large-folios', 'full', 'install-peers', 'no-save', 'no-progress', 'no-warm-memory', 'help']);
@@ -146,6 +148,7 @@ function applyFlag(args: BenchArgs, key: string): void {
 function applyValued(args: BenchArgs, key: string, value: string): void {
   if (key === 'device') args.device = value === 'memory' ? { kind: 'memory' } : { kind: 'file', path: resolve(value) };
   else if (key === 'repeat') args.repeat = positiveInt(value, key);
+  else if (key === 'warmup') args.warmup = value === '0' ? 0 : positiveInt(value, key);
   else if (key === 'peers') args.peers = listOf(value, PEER_IDS, key);
   else if (key === 'sections') args.sections = listOf(value, SECTION_IDS, key);
   else if (key === 'output-format') {
@@ -180,6 +183,9 @@ ext4ts options:
   --no-large-folios              iomap with order-0 folios
   --device memory|FILE           the in-memory device (default) or a new image file (removed after)
   --repeat N                     repetitions (medians are printed)
+  --warmup N                     untimed repetitions per column first (default 1 for the default
+                                 run, 0 for your jobs): ext4ts's JavaScript is JIT-compiled
+                                 during its first few hundred calls
   --peers LIST                   kernel,ext2fs,node-fs,copy | all | none (default: all for the
                                  default run, none for your jobs); each is skipped with a reason
                                  when it cannot run here
@@ -240,7 +246,10 @@ const CLIENTS_NOTE = {
   engine: 'numjobs on ext4ts: clones are concurrent async callers in the engine\'s own thread (--clients engine)',
 } as const;
 
-export interface RunPlan { suites: SuiteSpec[]; repeat: number; notes: string[] }
+/** fio's ramp_time, as repetitions: the same jobs, run and thrown away, on every column alike. */
+const WARMUP_NOTE = (warmup: number): string => `each column first runs ${warmup} untimed warm-up repetition${warmup > 1 ? 's' : ''} (as fio's ramp_time): ext4ts's JavaScript is JIT-compiled during its first few hundred calls (the read path alone tiers up ~35 functions; its first pass over a 256 MiB file ran at about half the speed of the later ones); --warmup 0 turns it off`;
+
+export interface RunPlan { suites: SuiteSpec[]; repeat: number; warmup: number; notes: string[] }
 
 /** The suites of a run: the user's jobs, or the default sections. */
 export function planSuites(args: BenchArgs): RunPlan {
@@ -260,7 +269,9 @@ function planUserJobs(jobs: JobSpec[], args: BenchArgs): RunPlan {
   const notes: string[] = [];
   if (jobs.some((job) => job.direct)) notes.push('direct=1: ext4ts has no O_DIRECT path, so its I/O stayed buffered (the kernel peer ran O_DIRECT)');
   if (cloned || clients === 'threads') notes.push(CLIENTS_NOTE[clients]);
-  return { suites: [{ id: 'jobs', title: 'Your jobs', jobs, targets }], repeat: args.repeat ?? 1, notes };
+  const warmup = args.warmup ?? 0;
+  if (warmup > 0) notes.push(WARMUP_NOTE(warmup));
+  return { suites: [{ id: 'jobs', title: 'Your jobs', jobs, targets }], repeat: args.repeat ?? 1, warmup, notes };
 }
 
 /** Whole MiB, at least one, as a size option's text. */
@@ -298,7 +309,9 @@ function planDefaultRun(args: BenchArgs): RunPlan {
   ];
   if (args.sections.includes('scaling')) notes.push(CLIENTS_NOTE[args.clients ?? 'threads']);
   if (args.warmMemory) notes.push('before each column the runner touches (in a child process) the memory that column will take, so none runs on cold VM memory (~0.5 GiB/s first touch); --no-warm-memory turns it off');
-  return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), notes };
+  const warmup = args.warmup ?? 1;
+  if (warmup > 0) notes.push(WARMUP_NOTE(warmup));
+  return { suites, repeat: args.repeat ?? (args.full ? 5 : 3), warmup, notes };
 }
 
 /** What one target may take fresh: its device or image, a page cache of the files, the data again. */
@@ -368,6 +381,7 @@ export async function benchMain(argv: readonly string[], io: BenchIo = processIo
   const loadAverageStart = loadavg()[0];
   const outcomes = await runSuites(plan.suites, {
     repeat: plan.repeat,
+    warmup: plan.warmup,
     progress: args.progress && args.outputFormat === 'normal' ? (total) => terminalProgress(total) : undefined,
     log: (line) => io.stderr(`ext4ts bench: ${line}\n`),
     beforeTarget: args.warmMemory ? (suitePlan) => { warmMemory(warmBytesFor(suitePlan)); } : undefined,

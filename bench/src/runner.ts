@@ -5,6 +5,8 @@
  * one target's memory is held at a time (at --full a memory device, its page cache or a
  * tmpfs image is ~2.5 GiB each; seven at once would not fit this 24 GiB machine). A slow
  * drift of the machine therefore shows between columns more than between repetitions;
+ * Before its timed repetitions a target may run `warmup` untimed ones (fio's ramp_time:
+ * JIT-compiled code reaches its steady state), whose results are thrown away.
  * the min/max spread in the JSON shows how large it was. Medians are over repetitions.
  *
  * Targets that cannot run here are skipped with their probe's reason; a target that
@@ -40,6 +42,8 @@ export interface SuiteOutcome {
 
 export interface RunnerOptions {
   repeat: number;
+  /** Untimed repetitions before the timed ones, per target (default 0). */
+  warmup?: number;
   /** Builds the progress sink once the total planned bytes are known. */
   progress?: (totalBytes: number) => ProgressSink;
   /** Lines worth telling as they happen (skips, failures). */
@@ -85,7 +89,7 @@ export async function runSuites(suites: readonly SuiteSpec[], options: RunnerOpt
   let totalBytes = 0;
   for (const suite of suites) {
     const runnable = suite.targets.filter((target) => reasons.get(target) === undefined).length;
-    totalBytes += plannedBytes(suite.jobs) * runnable * options.repeat;
+    totalBytes += plannedBytes(suite.jobs) * runnable * (options.repeat + (options.warmup ?? 0));
   }
   const progress = options.progress?.(totalBytes) ?? silentProgress;
   const results: SuiteOutcome[] = [];
@@ -110,6 +114,11 @@ async function runSuite(
       progress.stage(`${suite.title}: ${target.label}: setting up`);
       options.beforeTarget?.(plan);
       await target.setUp(plan);
+      for (let warmup = 1; warmup <= (options.warmup ?? 0); warmup++) {
+        collectGarbage();
+        progress.stage(`${suite.title}: ${target.label}  warm-up ${warmup}/${options.warmup}`);
+        await target.runSuite(plan, { onBytes: (bytes) => progress.advance(bytes) }); // thrown away
+      }
       for (let repetition = 1; repetition <= options.repeat; repetition++) {
         collectGarbage();
         progress.stage(`${suite.title}: ${target.label}  rep ${repetition}/${options.repeat}`);
