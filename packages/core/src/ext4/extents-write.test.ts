@@ -2,21 +2,27 @@
  * extentWriter on files made by mkfs.ext4 -d: fragmented growth to depth-2 trees,
  * unwritten extents converted in pieces, random punches and truncation — each step
  * compared with a model through the read path (walkMappings), and at checkpoints with
- * debugfs `ex` after a clean unmount; e2fsck -fn clean at the end.
+ * debugfs `ex` after a clean unmount; e2fsck -fn clean at the end. Trees of many leaves
+ * built in random, ascending and descending order, at 4 KiB and 1 KiB blocks, stay as
+ * narrow and as short as e2fsck wants them, through punches too; with the journal
+ * refusing more credits they stay valid.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileDevice } from '../device/index.js';
-import { decodeExtentHeader } from '../format/extent.js';
+import { decodeExtentHeader, decodeExtentIndex, nodeMaxEntries } from '../format/extent.js';
 import { e2fsck, requireE2fsprogs } from '../../../../test/helpers/e2fs.js';
 import { makeTempDir, type TempDir } from '../../../../test/helpers/tmp.js';
 import { Ext4Mount } from './mount.js';
 import { walkMappings } from './extents.js';
 import { extentWriter, mapOrAllocateNow } from './extents-write.js';
 import { blockAllocator } from './balloc.js';
+import { writeCredits } from './map_blocks.js';
+import { REMOVE_CREDITS } from './truncate.js';
 import { seededUnitRandom } from '../random.js';
+import type { JournalHandle } from '../jbd2/handle.js';
 
 let tmp: TempDir;
 beforeAll(async () => { await requireE2fsprogs(); tmp = makeTempDir('ext4ts-extw-'); });
@@ -25,17 +31,22 @@ afterAll(() => tmp.cleanup());
 /** The project's seeded PRNG in [0, 1), so every failure reproduces from its seed. */
 const rng = seededUnitRandom;
 
-/** An image with /small (10 blocks) and /empty (0 blocks); returns the path and their inodes. */
-function makeImage(name: string, size: string): { img: string; small: number; empty: number } {
+/**
+ * An image with /small (40960 bytes) and /empty (0 blocks), plus more empty files if
+ * asked; returns the path and their inodes.
+ */
+function makeImage(name: string, size: string, options: { blockSize?: number; emptyFiles?: readonly string[] } = {}): { img: string; small: number; empty: number; inodes: Map<string, number> } {
   const src = join(tmp.dir, `${name}.d`);
   mkdirSync(src);
   writeFileSync(join(src, 'small'), new Uint8Array(40960).fill(7));
   writeFileSync(join(src, 'empty'), new Uint8Array(0));
+  for (const f of options.emptyFiles ?? []) writeFileSync(join(src, f), new Uint8Array(0));
   const img = join(tmp.dir, `${name}.img`);
   execFileSync('truncate', ['-s', size, img]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', src, img]);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-b', String(options.blockSize ?? 4096), '-d', src, img]);
   const ino = (p: string): number => Number(/Inode:\s+(\d+)/.exec(execFileSync('debugfs', ['-R', `stat ${p}`, img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))![1]);
-  return { img, small: ino('/small'), empty: ino('/empty') };
+  const inodes = new Map((options.emptyFiles ?? []).map((f) => [f, ino(`/${f}`)] as const));
+  return { img, small: ino('/small'), empty: ino('/empty'), inodes };
 }
 
 /** Model: lblk → { pblk, unwritten }. */
@@ -93,11 +104,49 @@ async function openRw(img: string): Promise<{ device: FileDevice; mount: Ext4Mou
 async function setSize(mount: Ext4Mount, ino: number, model: Model): Promise<void> {
   let last = -1;
   for (const [l, v] of model) if (!v.unwritten && l > last) last = l;
-  await mount.transact(4, (h) => mount.writeInode(h, ino, (raw) => { raw.size = (last + 1) * 4096; }));
+  const blockSize = mount.ext4.blockSizeBytes;
+  await mount.transact(4, (h) => mount.writeInode(h, ino, (raw) => { raw.size = (last + 1) * blockSize; }));
 }
 
-function sectorsOf(model: Model, treeBlocks: number): number {
-  return (model.size + treeBlocks) * 8;
+function sectorsOf(model: Model, treeBlocks: number, blockSize = 4096): number {
+  return (model.size + treeBlocks) * (blockSize / 512);
+}
+
+/**
+ * e2fsck's view of a tree, level by level from the root (level 0): the nodes, their
+ * entries, and the free slots it counts (a block node not full is taken to hold one
+ * fewer than its max) — "could be narrower" when a level's free slots exceed one
+ * block's worth of entries.
+ */
+async function treeLevels(mount: Ext4Mount, ino: number): Promise<{ nodes: number; entries: number; free: number }[]> {
+  const cap = nodeMaxEntries(mount.ext4.blockSizeBytes);
+  const root = (await mount.inode(ino)).block;
+  const levels: { nodes: number; entries: number; free: number }[] = [];
+  let nodes: Uint8Array[] = [root];
+  for (let level = 0; nodes.length > 0; level++) {
+    const stats = { nodes: nodes.length, entries: 0, free: 0 };
+    const next: Uint8Array[] = [];
+    for (const node of nodes) {
+      const h = decodeExtentHeader(node);
+      stats.entries += h.entries;
+      stats.free += level === 0 || h.entries === h.max ? h.max - h.entries : h.max - 1 - h.entries;
+      if (h.depth > 0) for (let i = 0; i < h.entries; i++) next.push(await mount.ext4.cache.read(decodeExtentIndex(node, i).leaf, 'extent node'));
+      expect(h.max).toBe(level === 0 ? 4 : cap);
+    }
+    levels.push(stats);
+    nodes = next;
+  }
+  return levels;
+}
+
+/** e2fsck's two rules over treeLevels: no level with more than a block of free slots, none that fits in the levels above. */
+function narrowness(levels: { nodes: number; entries: number; free: number }[], cap: number): string[] {
+  const out: string[] = [];
+  levels.forEach((l, i) => {
+    if (l.free > cap) out.push(`level ${i}: ${l.free} free slots in ${l.nodes} nodes (> ${cap}): could be narrower`);
+    for (let j = 0; j < i; j++) if (l.entries < levels[j].entries + levels[j].free) out.push(`level ${i}: ${l.entries} entries fit in level ${j}: could be shorter`);
+  });
+  return out;
 }
 
 describe('extentWriter', () => {
@@ -308,8 +357,7 @@ describe('extentWriter', () => {
     const random = rng(7);
     const model: Model = new Map();
     // Every other block: no two extents touch. 300 extents: the root, then one leaf block.
-    // (Random-order inserts over many leaves leave a level e2fsck calls "could be
-    // narrower" with or without the in-place path: a split keeps the left node full.)
+    // (Random inserts over many leaves, and what e2fsck says of them: the many-leaf test below.)
     const order = Array.from({ length: 300 }, (_, i) => 2 * i);
     for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [order[i], order[j]] = [order[j], order[i]]; }
     for (let k = 0; k < order.length; k += 50) {
@@ -374,5 +422,135 @@ describe('extentWriter', () => {
     await device.close();
     const fsck = await e2fsck(img);
     expect(fsck.complaints, fsck.output).toEqual([]);
+  });
+  /**
+   * Many one-block extents that never touch (every other block), inserted one per handle
+   * of the credits writeback reserves: in random order, ascending, descending, then odd
+   * blocks in random order into the full leaves of the ascending file; then punches of
+   * single extents and of ranges. After each phase every tree reads back as the model,
+   * debugfs agrees, and e2fsck -fn has nothing to say (no level "could be narrower" or
+   * "could be shorter").
+   */
+  for (const blockSize of [4096, 1024] as const) {
+    it(`extentWriter keeps every level of a many-leaf tree as narrow as e2fsck wants: random, ascending, descending inserts, then punches (${blockSize}-byte blocks)`, async () => {
+      const cap = nodeMaxEntries(blockSize);
+      // 4 KiB: ≥ 9 leaves of 340 under one index block. 1 KiB: ≥ 91 leaves of 84, more than
+      // an index block holds: the leaf level hangs from two, and windows cross between them.
+      const extents = blockSize === 4096 ? 3000 : 7600;
+      const { img, inodes } = makeImage(`narrow${blockSize}`, blockSize === 4096 ? '256M' : '128M', { blockSize, emptyFiles: ['random', 'up', 'down'] });
+      let { device, mount } = await openRw(img);
+      const random = rng(blockSize);
+      const shuffled = (xs: number[]): number[] => {
+        for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; }
+        return xs;
+      };
+      const files = [...inodes.keys()];
+      const models = new Map(files.map((f) => [f, new Map() as Model]));
+      const end = 2 * extents + 2;
+      const insert = async (file: string, lblk: number, goal?: number): Promise<void> => {
+        const ino = inodes.get(file)!;
+        const runs = await mount.transact(writeCredits(mount, 1), (h) => extentWriter.mapOrAllocate(mount, h, ino, lblk, 1, { unwritten: lblk % 5 === 0, goal }));
+        expect(runs).toHaveLength(1);
+        models.get(file)!.set(lblk, { pblk: runs[0].pblk, unwritten: lblk % 5 === 0 });
+      };
+      const check = async (phase: string, minLeaves = 0): Promise<void> => {
+        for (const file of files) {
+          const ino = inodes.get(file)!;
+          const model = models.get(file)!;
+          expect(await readRuns(mount, ino, end), `${phase}: ${file}`).toEqual(modelRuns(model));
+          const levels = await treeLevels(mount, ino);
+          expect(levels[levels.length - 1].nodes, `${phase}: ${file} leaves`).toBeGreaterThanOrEqual(minLeaves);
+          if (minLeaves > cap) expect(levels[levels.length - 2].nodes, `${phase}: ${file} index blocks over the leaves`).toBeGreaterThanOrEqual(2);
+          expect(narrowness(levels, cap), `${phase}: ${file} ${JSON.stringify(levels)}`).toEqual([]);
+          expect((await mount.inode(ino)).sectors512, `${phase}: ${file} i_blocks`).toBe(sectorsOf(model, levels.slice(1).reduce((n, l) => n + l.nodes, 0), blockSize));
+          await setSize(mount, ino, model);
+        }
+        await mount.close();
+        await device.close();
+        for (const file of files) expect(debugfsRuns(img, inodes.get(file)!), `${phase}: ${file} debugfs`).toEqual(modelRuns(models.get(file)!));
+        const fsck = await e2fsck(img);
+        expect(fsck.complaints, `${phase}: ${fsck.output}`).toEqual([]);
+        ({ device, mount } = await openRw(img));
+      };
+
+      const evens = Array.from({ length: extents }, (_, i) => 2 * i);
+      for (const lblk of shuffled(evens.slice())) await insert('random', lblk);
+      for (const lblk of evens) await insert('up', lblk);
+      for (const lblk of evens.slice().reverse()) await insert('down', lblk);
+      await check('inserts', Math.ceil(extents / cap));
+      // Odd blocks into the full leaves of the ascending file, away from their neighbours' blocks (no merge).
+      const groupBlocks = blockSize * 8;
+      for (const lblk of shuffled(evens.map((l) => l + 1)).slice(0, Math.floor(extents / 3))) await insert('up', lblk, groupBlocks + 3 * lblk);
+      await check('odd inserts');
+      // Punches: single extents everywhere, then ranges.
+      for (const file of files) {
+        const ino = inodes.get(file)!;
+        const model = models.get(file)!;
+        for (let step = 0; step < 200; step++) {
+          const lblk = Math.floor(random() * end);
+          const count = step < 150 ? 1 + Math.floor(random() * 3) : 1 + Math.floor(random() * 120);
+          await mount.transact(REMOVE_CREDITS + writeCredits(mount, 1), (h) => extentWriter.removeRange(mount, h, ino, lblk, count));
+          for (let l = lblk; l < lblk + count; l++) model.delete(l);
+        }
+      }
+      await check('punches');
+      // Refill some of the holes in random order, then punch most of each file away.
+      for (const file of files) {
+        const model = models.get(file)!;
+        for (const lblk of shuffled(evens.filter((l) => !model.has(l))).slice(0, 300)) await insert(file, lblk);
+      }
+      await check('refill');
+      for (const file of files) {
+        const ino = inodes.get(file)!;
+        const model = models.get(file)!;
+        for (let step = 0; step < 40; step++) {
+          const lblk = Math.floor(random() * end);
+          const count = 1 + Math.floor(random() * 400);
+          await mount.transact(REMOVE_CREDITS + writeCredits(mount, 1), (h) => extentWriter.removeRange(mount, h, ino, lblk, count));
+          for (let l = lblk; l < lblk + count; l++) model.delete(l);
+        }
+      }
+      await check('big punches');
+      await mount.close();
+      await device.close();
+    }, 60_000);
+  }
+
+  it('extentWriter keeps the tree valid when the journal will not extend the handle: a split instead of a wide rewrite', async () => {
+    const { img, inodes } = makeImage('stingy', '64M', { blockSize: 1024, emptyFiles: ['up'] });
+    const { device, mount } = await openRw(img);
+    const ino = inodes.get('up')!;
+    const model: Model = new Map();
+    let refused = 0;
+    // The journal's handle, except that extend always says no.
+    const stingy = (h: JournalHandle): JournalHandle => new Proxy(h, {
+      get(target, key) {
+        if (key === 'extend') return () => { refused++; return false; };
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const insert = async (lblk: number, goal?: number): Promise<void> => {
+      const runs = await mount.transact(writeCredits(mount, 1), (h) => extentWriter.mapOrAllocate(mount, stingy(h), ino, lblk, 1, { unwritten: false, goal }));
+      model.set(lblk, { pblk: runs[0].pblk, unwritten: false });
+    };
+    // 1500 extents written in order: 18 full leaves of 84. Then odd blocks in random order
+    // into them: each needs room from far away, more credits than one block's handle has.
+    for (let i = 0; i < 1500; i++) await insert(2 * i);
+    const random = rng(11);
+    const odd = Array.from({ length: 1500 }, (_, i) => 2 * i + 1);
+    for (let i = odd.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [odd[i], odd[j]] = [odd[j], odd[i]]; }
+    for (const lblk of odd.slice(0, 400)) await insert(lblk, 8192 + 3 * lblk);
+    expect(refused).toBeGreaterThan(0);
+    expect(await readRuns(mount, ino, 3100)).toEqual(modelRuns(model));
+    const levels = await treeLevels(mount, ino);
+    expect((await mount.inode(ino)).sectors512).toBe(sectorsOf(model, levels.slice(1).reduce((n, l) => n + l.nodes, 0), 1024));
+    await setSize(mount, ino, model);
+    await mount.close();
+    await device.close();
+    expect(debugfsRuns(img, ino)).toEqual(modelRuns(model));
+    // Valid: nothing for e2fsck to say but, perhaps, that a level could be narrower.
+    const fsck = await e2fsck(img);
+    expect(fsck.complaints.filter((line) => !/extent tree \(at level \d+\) could be narrower/.test(line)), fsck.output).toEqual([]);
   });
 });

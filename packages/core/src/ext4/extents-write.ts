@@ -6,21 +6,68 @@
  * Every change is a *leaf edit*: find the path root → leaf for a logical block, compute
  * the leaf's new extent list, then fix the tree around it:
  *
- *   too many entries  → split the leaf in halves, insert an index entry in the parent
- *                       (which may split in turn); a full root moves its entries into a
- *                       new block and becomes an index one level higher (depth growth);
+ *   too many entries  → overflow (below): entries move to nodes with room, or the node
+ *                       splits and its parent takes the new index entries (which may
+ *                       overflow in turn); a full root moves its entries into a new
+ *                       block and becomes an index one level higher (depth growth);
  *   no entries        → free the leaf (revoke + free), remove its index entry (which may
  *                       empty the parent in turn); an empty root becomes an empty leaf;
  *   first lblk moved  → rewrite ei_block up the path while the entry is its node's first
  *                       (the index-start rule: ei_block = child's first logical block);
- *   not full          → pull entries from the right sibling(s) under the same parent
- *                       (e2fsck flags a level with more than one block of free slots as
- *                       "could be narrower"); a root index with one child pulls that
- *                       child up when it fits in i_block (depth shrink, after removals).
+ *   more free slots   → narrow (below); a root index with one child pulls that child up
+ *                       when it fits in i_block (depth shrink, after removals).
  *
- *   split of a leaf holding 341 extents (max 340): the left stays full
- *     parent [.. (L0→B) ..]            parent [.. (L0→B) (L340→N) ..]
- *     B: e0 … e340            ──▶      B: e0 … e339    N: e340
+ * e2fsck's rule (pass 1, e2fsprogs e2fsck/extents.c: e2fsck_check_rebuild_extents counts,
+ * e2fsck_should_rebuild_extents decides; the messages are problem.c's "extent tree (at
+ * level L) could be narrower" / "could be shorter", asked as "Optimize?", so -fn reports
+ * them and this project counts them as failures). Levels count from the root (level 0,
+ * in i_block). For each level e2fsck sums, over its nodes, the entries and the capacity
+ * (the header's max: 4 for the root, 340 for a 4 KiB block, 84 for 1 KiB — (block size
+ * − 12) / 12), a block node that is not full counting one slot less (so a node left one
+ * short by an append split is not "free"). With E = (block size − 12) / 12 (340 / 84):
+ *
+ *   narrower  capacity − entries > E at some level: more than a block's worth of free
+ *             slots. Per node that is max − entries for the root and full nodes,
+ *             max − 1 − entries else (slackOf);
+ *   shorter   a level's entries < the counted capacity of a level above it (its leaves
+ *             would fit in the index level, or in the root's 4).
+ *
+ * A level's free slots are nodes × (max − 1) − entries + (nodes exactly full): they
+ * depend on how many nodes hold the entries, not on where the entries sit. A level of as
+ * few nodes as hold its entries never breaks the rule; one node more is allowed only
+ * while the rest are all but full. So the writer adds a node to a level only when the
+ * level can afford it, and gives one back when it must:
+ *
+ *   overflow  a node would hold more than max. A sibling with room for the excess takes
+ *             it (the two share the entries evenly). Else, over the whole level (across
+ *             parents — levelView reads every node's header), the nearest window of
+ *             nodes with room: taken (shared evenly) if it is two nodes, or if a split
+ *             would put the level over E. Else the node splits: a full node and the
+ *             excess when it grew at its end (appends), the excess and a full node when
+ *             it grew at its start (descending writes at the file's front), halves else.
+ *             A level with no room anywhere can always afford the split.
+ *   narrow    a node now has more free slots. A sibling it fits in with takes it over
+ *             (a node fewer). Else, only if the level is now over E: the smallest window
+ *             of nodes around it, shared evenly over as few nodes as hold it, that brings
+ *             the level back within E (the whole level always does).
+ *
+ *   append split of 341 extents (max 340)      split in the middle
+ *     B: e0 … e340  ──▶  B: e0 … e339            B: e0 … e340  ──▶  B: e0 … e169
+ *                        N: e340                                    N: e170 … e340
+ *
+ * So every edit leaves every level within both rules: inserts add free slots only by a
+ * split the level can afford, removals add them one entry at a time and narrow takes them
+ * back, and the depth follows (growth when the root overflows, shrink when its only child
+ * fits in it). A window is rewritten whole (each node decoded and re-encoded once).
+ *
+ * Journal credits. A two-node move costs about what a split does (the two nodes, the
+ * index nodes above whose entries change, an allocation's or a free's bitmap, GDT block
+ * and superblock) and is covered by what callers reserve for a leaf edit (writeCredits
+ * in map_blocks.ts: two blocks per 170 extents + 16). A wider window dirties a node per
+ * node of the window: before one is rewritten the handle must hold planCredits (an upper
+ * bound) plus CREDITS_RESERVE for the rest of the call, and is extended (h.extend) when
+ * it does not. If the journal refuses, an overflow splits instead and a narrow leaves the
+ * level as it is: a valid tree, one e2fsck may call "could be narrower".
  *
  * Adjacent extents merge when logically and physically contiguous, of the same
  * written-ness, and short enough (32768 written / 32767 unwritten).
@@ -36,13 +83,25 @@
  *
  * Cost per leaf edit: depth cached reads; dirties the leaf (+1 per split/merge level,
  * +1 new block each), the bitmap/GDT/superblock of each allocation or free, and the
- * inode's table block. A punch over n leaves repeats that n times. Lookups binary-search
- * node bytes and decode two entries; the two commonest inserts change the leaf in place
- * (tryAppend: one entry's length; tryInsertInPlace: a memmove and one entry) — only
- * splits, merges, removals and conversions decode and re-encode whole nodes. The append
- * of buffer_head writeback has a synchronous twin (mapOrAllocateNow) when nothing it
- * touches needs a read. Measured: a synchronous 1-block append ~2 µs, 1.3 of them the
- * inode write; a random 1-block insert into a 300-extent file ~26 µs (was ~100).
+ * inode's table block. A punch over n leaves repeats that n times. An overflow with no
+ * sibling to take it, or a narrow with no sibling to merge with, also reads the headers
+ * of the whole level; a window rewrites as many nodes as it is wide. That is what the
+ * rule costs, since it is about whole levels: a random insert into a full leaf must
+ * bring free slots from wherever the level has them. Measured, one handle per 1-block
+ * insert: 3000 extents in random order at 4 KiB (9 leaves) ~32 µs an insert, 0.25 nodes
+ * rewritten by rebalances, the widest window 6; 7600 at 1 KiB (91 leaves under two index
+ * blocks) ~71 µs, 7.7 nodes, the widest 71, one handle in five extended. (The writer
+ * before took ~94 µs / ~148 µs for the same inserts: it pulled entries from the right at
+ * every insert into a leaf with room, and its trees broke the rule.) Ascending inserts
+ * cost what they did.
+ *
+ * Lookups binary-search node bytes and decode two entries; the two commonest inserts
+ * change the leaf in place (tryAppend: one entry's length; tryInsertInPlace: a memmove
+ * and one entry) — only splits, moves, merges, removals and conversions decode and
+ * re-encode whole nodes. The append of buffer_head writeback has a synchronous twin
+ * (mapOrAllocateNow) when nothing it touches needs a read. Measured: a synchronous
+ * 1-block append ~2 µs, 1.3 of them the inode write; a random 1-block insert into a
+ * 300-extent file ~26 µs (was ~100).
  */
 import { assert } from '../assert.js';
 import {
@@ -98,8 +157,112 @@ function lastEntryAtOrBefore(node: NodeBytes, lblk: number): number {
   return lo - 1;
 }
 
-/** pullFromRight stops when the handle has fewer credits left than this (one step dirties ≤ 3 nodes + a free's 3 blocks). */
-const PULL_CREDITS_MIN = 8;
+/**
+ * Credits a rebalance leaves in the handle (asking the journal for more if need be): what
+ * the rest of the edit may still dirty — the inode, a depth shrink's free, the next leaf
+ * of a range.
+ */
+const CREDITS_RESERVE = 8;
+
+/** An index node above a level being rebalanced: its entries (changed in memory, written by settleIndexes) and its parent. */
+interface IndexRef {
+  /** 0 = the root in i_block. */
+  pblk: number;
+  depth: number;
+  items: ExtentIndex[];
+  parent: IndexRef | undefined;
+  /** Entries and the last entry's first block when read (free slots grown: narrow; grown at the end: split like an append). */
+  readonly entriesRead: number;
+  readonly lastRead: number;
+  dirty: boolean;
+  freed: boolean;
+}
+
+/** A node of a level: its block, entry count and parent. */
+interface LevelNode {
+  pblk: number;
+  entries: number;
+  parent: IndexRef;
+}
+
+/** Where an overfull node's new entries went: the shape of its split. */
+type Growth = 'end' | 'start' | 'middle';
+
+function indexRef(pblk: number, depth: number, items: ExtentIndex[], parent: IndexRef | undefined): IndexRef {
+  return { pblk, depth, items: items.slice(), parent, entriesRead: items.length, lastRead: items[items.length - 1]?.lblk ?? -1, dirty: false, freed: false };
+}
+
+/** The entry of `parent` that points at `child`. */
+function slotOf(parent: IndexRef, child: number): number {
+  const slot = parent.items.findIndex((e) => e.leaf === child);
+  assert(slot >= 0, `index node ${parent.pblk} points at ${child}`);
+  return slot;
+}
+
+/** ei_block of `child`'s entry in `parent` becomes `lblk`. */
+function setStart(parent: IndexRef, child: number, lblk: number): void {
+  const slot = slotOf(parent, child);
+  if (parent.items[slot].lblk === lblk) return;
+  const items = parent.items.slice();
+  items[slot] = { lblk, leaf: child };
+  parent.items = items;
+  parent.dirty = true;
+}
+
+function removeEntry(parent: IndexRef, child: number): void {
+  const slot = slotOf(parent, child);
+  parent.items = parent.items.filter((_, i) => i !== slot);
+  parent.dirty = true;
+}
+
+/** Free slots e2fsck counts in a block node of `entries`: max − entries, max taken one lower when the node is not full. */
+function slackOf(entries: number, cap: number): number {
+  return entries >= cap ? 0 : cap - 1 - entries;
+}
+
+/** slackOf summed over `nodes` nodes sharing `entries` evenly (sizes differing by at most one). */
+function evenSlack(entries: number, nodes: number, cap: number): number {
+  return Math.max(0, nodes * (cap - 1) - entries);
+}
+
+/** `total` entries in `nodes` nodes, sizes differing by at most one. */
+function evenSizes(total: number, nodes: number): number[] {
+  return Array.from({ length: nodes }, (_, i) => Math.floor(total / nodes) + (i < total % nodes ? 1 : 0));
+}
+
+/** The nodes an overfull node of `total` entries splits into: full ones before the rest (grown at its end), after it (at its start), or even. */
+function splitSizes(total: number, growth: Growth, cap: number): number[] {
+  const nodes = Math.ceil(total / cap);
+  if (growth === 'middle') return evenSizes(total, nodes);
+  const sizes = Array.from({ length: nodes }, (_, i) => (i < nodes - 1 ? cap : total - (nodes - 1) * cap));
+  return growth === 'end' ? sizes : sizes.reverse();
+}
+
+/**
+ * The fewest consecutive nodes of `view` around view[p] (both ends included) whose other
+ * nodes have `need` free entries in all; undefined if the level has not that many.
+ */
+function roomWindow(view: readonly LevelNode[], p: number, need: number, cap: number): [number, number] | undefined {
+  // left[a] / right[b]: free entries in the a nodes before p / the b nodes after it (only as far as needed).
+  const left = [0], right = [0];
+  for (let i = p - 1; i >= 0 && left[left.length - 1] < need; i--) left.push(left[left.length - 1] + cap - view[i].entries);
+  for (let i = p + 1; i < view.length && right[right.length - 1] < need; i++) right.push(right[right.length - 1] + cap - view[i].entries);
+  let best: [number, number] | undefined;
+  let b = right.length - 1;
+  for (let a = 0; a < left.length; a++) {
+    if (left[a] + right[b] < need) continue;
+    while (b > 0 && left[a] + right[b - 1] >= need) b--;
+    if (best === undefined || a + b < best[0] + best[1]) best = [a, b];
+  }
+  return best === undefined ? undefined : [p - best[0], p + best[1]];
+}
+
+/** Where a node's entries grew: past its last first block, before its first, or between. */
+function growthOf(before: readonly { lblk: number }[], after: readonly { lblk: number }[]): Growth {
+  if (before.length === 0) return 'middle';
+  if (after[after.length - 1].lblk > before[before.length - 1].lblk) return 'end';
+  return after[0].lblk < before[0].lblk ? 'start' : 'middle';
+}
 
 function maxLenOf(unwritten: boolean): number {
   return unwritten ? EXT_UNWRITTEN_MAX_LEN : EXT_INIT_MAX_LEN;
@@ -423,7 +586,11 @@ class TreeEdit {
     await this.storeNode(path, path.length - 1, items);
   }
 
-  /** Store `items` in the non-root node path[level], splitting, freeing or merging as needed. */
+  /**
+   * Store `items` in the non-root node path[level]: the common case writes it and its
+   * index start; an empty node is freed, an overfull one hands entries on (overflow), and
+   * one whose free slots grew may let its level narrow (narrow).
+   */
   private async storeNode(path: PathNode[], level: number, items: Extent[] | ExtentIndex[]): Promise<void> {
     const node = path[level];
     assert(level > 0 && node.pblk !== 0, 'storeNode works on block nodes');
@@ -432,47 +599,19 @@ class TreeEdit {
       await this.removeIndexEntry(path, level - 1);
       return;
     }
-    if (items.length <= this.maxEntries) {
+    const cap = this.maxEntries;
+    const before = node.items;
+    if (items.length <= cap) {
       node.items = items;
       await this.writeNode(node);
       await this.fixIndexStart(path, level);
-      await this.pullFromRight(path, level);
+      if (slackOf(items.length, cap) > slackOf(before.length, cap)) {
+        await this.narrow({ pblk: node.pblk, entries: items.length, parent: this.refsOf(path, level)[level - 1] }, node.depth);
+      }
       return;
     }
-    // Keep the left node full and start a new one with the overflow (as the kernel does
-    // for appends): a file written in order gets full leaves, and a middle split's
-    // slack is taken back by pullFromRight on the next edit there.
-    const half = this.maxEntries;
-    node.items = items.slice(0, half) as Extent[] | ExtentIndex[];
-    await this.writeNode(node);
-    await this.fixIndexStart(path, level);
-    const right: PathNode = { pblk: await this.newTreeBlock(node.pblk), depth: node.depth, items: items.slice(half) as Extent[] | ExtentIndex[], idx: 0 };
-    await this.writeNode(right, true);
-    await this.insertIndexEntry(path, level - 1, { lblk: right.items[0].lblk, leaf: right.pblk });
-  }
-
-  /** Insert `entry` after the followed entry of index node path[level]. */
-  private async insertIndexEntry(path: PathNode[], level: number, entry: ExtentIndex): Promise<void> {
-    const node = path[level];
-    const items = (node.items as ExtentIndex[]).slice();
-    items.splice(node.idx + 1, 0, entry);
-    if (level > 0) {
-      await this.storeNode(path, level, items);
-      return;
-    }
-    if (items.length <= ROOT_MAX_ENTRIES) {
-      node.items = items;
-      await this.writeNode(node);
-      return;
-    }
-    // Depth growth at the root: its index entries move into a new index block.
-    assert(node.depth < EXT_MAX_DEPTH, 'extent tree depth stays ≤ 5');
-    const pblk = await this.newTreeBlock(this.inodeGroupGoal());
-    const moved: PathNode = { pblk, depth: node.depth, items, idx: node.idx };
-    await this.writeNode(moved, true);
-    const root: PathNode = { pblk: 0, depth: node.depth + 1, items: [{ lblk: items[0].lblk, leaf: pblk }], idx: 0 };
-    await this.writeNode(root);
-    path.splice(0, 1, root, moved);
+    const x = { pblk: node.pblk, entries: items.length, parent: this.refsOf(path, level)[level - 1] };
+    await this.overflow(x, node.depth, items, growthOf(before, items));
   }
 
   /** Remove the followed entry of index node path[level] (its child is gone). */
@@ -503,40 +642,270 @@ class TreeEdit {
     }
   }
 
+  // -------------------------------------------------------------------------------
+  // Keeping each level as narrow as e2fsck wants (the rule in the header)
+
+  /** The index nodes path[0..level) as IndexRefs, each hanging from the one before. */
+  private refsOf(path: readonly PathNode[], level: number): IndexRef[] {
+    const refs: IndexRef[] = [];
+    for (let l = 0; l < level; l++) refs.push(indexRef(path[l].pblk, path[l].depth, path[l].items as ExtentIndex[], refs[l - 1]));
+    return refs;
+  }
+
+  /** Entries of block node `pblk` (header only). */
+  private async entriesOf(pblk: number, depth: number): Promise<number> {
+    const header = decodeExtentHeader(await this.mount.ext4.cache.read(pblk, `extent node of inode ${this.ino}`));
+    if (header.depth !== depth) throw corrupted(`inode ${this.ino}: extent node ${pblk} depth ${header.depth}, expected ${depth}`);
+    if (header.entries > this.maxEntries) throw corrupted(`inode ${this.ino}: extent node ${pblk} has ${header.entries} entries`);
+    return header.entries;
+  }
+
+  /** The nodes left and right of `x` under its parent (headers only). */
+  private async siblingsOf(x: LevelNode, depth: number): Promise<(LevelNode | undefined)[]> {
+    const items = x.parent.items;
+    const slot = slotOf(x.parent, x.pblk);
+    const at = async (i: number): Promise<LevelNode | undefined> =>
+      i < 0 || i >= items.length ? undefined : { pblk: items[i].leaf, entries: await this.entriesOf(items[i].leaf, depth), parent: x.parent };
+    return [await at(slot - 1), await at(slot + 1)];
+  }
+
   /**
-   * Keep the level compact (e2fsck calls a level whose free slots exceed one block
-   * "could be narrower"): while path[level] is not full, pull entries from the head of
-   * its right sibling (same parent), moving right; a sibling left empty is freed. Each
-   * step dirties 2 nodes + the parent; it stops early when the handle runs low on
-   * credits (the tree stays valid, just less compact).
+   * Every node of depth `depth` (below the root) in logical order, across parents, with
+   * its entry count (header only) and the index nodes above it decoded: what e2fsck
+   * counts for that level. Reads only (cached); one per node of the level.
    */
-  private async pullFromRight(path: PathNode[], level: number): Promise<void> {
-    const parent = path[level - 1];
-    let node = path[level];
-    while (node.items.length < this.maxEntries && parent.idx + 1 < parent.items.length && this.h.creditsLeft >= PULL_CREDITS_MIN) {
-      const rightEntry = (parent.items as ExtentIndex[])[parent.idx + 1];
-      const right = await this.readNode(rightEntry.leaf, node.depth);
-      const take = Math.min(this.maxEntries - node.items.length, right.items.length);
-      node.items = [...node.items, ...right.items.slice(0, take)] as Extent[] | ExtentIndex[];
-      await this.writeNode(node);
-      const rest = right.items.slice(take) as Extent[] | ExtentIndex[];
-      if (rest.length === 0) {
-        await this.freeTreeBlock(right.pblk);
-        const parentPath = path.slice(0, level);
-        parentPath[level - 1] = { ...parent, idx: parent.idx + 1 };
-        await this.removeIndexEntry(parentPath, level - 1);
+  private async levelView(depth: number): Promise<LevelNode[]> {
+    const root = this.readRoot();
+    assert(depth < root.depth, 'a level view is of block nodes');
+    let row: IndexRef[] = [indexRef(0, root.depth, root.items as ExtentIndex[], undefined)];
+    while (row[0].depth > depth + 1) {
+      const next: IndexRef[] = [];
+      for (const ref of row) {
+        for (const e of ref.items) {
+          const node = await this.readNode(e.leaf, ref.depth - 1);
+          if (node.items.length === 0) throw corrupted(`inode ${this.ino}: empty extent index node ${e.leaf}`);
+          next.push(indexRef(e.leaf, node.depth, node.items as ExtentIndex[], ref));
+        }
+      }
+      row = next;
+    }
+    const nodes: LevelNode[] = [];
+    for (const ref of row) for (const e of ref.items) nodes.push({ pblk: e.leaf, entries: await this.entriesOf(e.leaf, depth), parent: ref });
+    return nodes;
+  }
+
+  /** Whether the handle has `credits` and a reserve left, extending it if need be. */
+  private reserveCredits(credits: number): boolean {
+    const want = credits + CREDITS_RESERVE;
+    return this.h.creditsLeft >= want || this.h.extend(want - this.h.creditsLeft);
+  }
+
+  /**
+   * Blocks a rebalance of `window` into `nodes` nodes may dirty, at most: the nodes, the
+   * index nodes above them (entries and starts), a new node's block and its bitmap, GDT
+   * block and superblock, a freed node's (and an emptied parent's) bitmap, GDT block and
+   * superblock. A split above it (the parent overfull) asks for its own.
+   */
+  private planCredits(window: readonly LevelNode[], nodes: number): number {
+    const above = new Set<number>();
+    for (const n of window) for (let r: IndexRef | undefined = n.parent; r !== undefined && r.pblk !== 0; r = r.parent) above.add(r.pblk);
+    const w = window.length;
+    return Math.max(w, nodes) + above.size + 4 * Math.max(0, nodes - w) + (nodes < w ? 3 * (w - nodes + above.size) : 0);
+  }
+
+  /**
+   * Node `x` (depth `depth`) would hold `items`, more than a block holds. In order:
+   *   1. a sibling with room for the excess: the two share the entries evenly;
+   *   2. otherwise, over the whole level (across parents): the nearest window of nodes
+   *      around x with room for the excess. One of two nodes: shared evenly as in 1;
+   *   3. otherwise a split of x — into a full node and the excess when x grew at its end
+   *      (appends), the excess and a full node when it grew at its start (descending
+   *      inserts at the front of the file), halves else — if the level's free slots then
+   *      stay within e2fsck's one block (or the level is full: nowhere else to go);
+   *   4. otherwise the window of 2, shared evenly (free slots only ever drop): as many
+   *      nodes rewritten as the window is wide, credits extended for it — and if the
+   *      journal will not grow the handle, the split of 3 (a valid tree, not as narrow).
+   */
+  private async overflow(x: LevelNode, depth: number, items: Extent[] | ExtentIndex[], growth: Growth): Promise<void> {
+    const cap = this.maxEntries;
+    const excess = items.length - cap;
+    const [left, right] = await this.siblingsOf(x, depth);
+    const room = (n: LevelNode | undefined): number => (n === undefined ? -1 : cap - n.entries);
+    const sibling = room(right) >= excess && room(right) >= room(left) ? right : room(left) >= excess ? left : undefined;
+    if (sibling !== undefined) {
+      const window = sibling === left ? [sibling, x] : [x, sibling];
+      if (this.reserveCredits(this.planCredits(window, 2))) {
+        await this.rebalance(depth, window, x.pblk, items, evenSizes(items.length + sibling.entries, 2));
         return;
       }
-      right.items = rest;
-      await this.writeNode(right);
-      const items = (parent.items as ExtentIndex[]).slice();
-      items[parent.idx + 1] = { ...rightEntry, lblk: rest[0].lblk };
-      parent.items = items;
-      await this.writeNode(parent);
-      parent.idx += 1;
-      path[level] = right;
-      node = right;
     }
+    const view = await this.levelView(depth);
+    const p = view.findIndex((n) => n.pblk === x.pblk);
+    assert(p >= 0, 'the overfull node is in its level');
+    view[p].entries = items.length;
+    const split = splitSizes(items.length, growth, cap);
+    let others = 0;
+    for (let i = 0; i < view.length; i++) if (i !== p) others += slackOf(view[i].entries, cap);
+    const splitFits = others + split.reduce((s, n) => s + slackOf(n, cap), 0) <= cap;
+    const span = roomWindow(view, p, excess, cap);
+    if (span !== undefined && (span[1] - span[0] <= 1 || !splitFits)) {
+      const window = view.slice(span[0], span[1] + 1);
+      if (this.reserveCredits(this.planCredits(window, window.length))) {
+        const total = window.reduce((s, n) => s + n.entries, 0);
+        await this.rebalance(depth, window, x.pblk, items, evenSizes(total, window.length));
+        return;
+      }
+    }
+    await this.rebalance(depth, [view[p]], x.pblk, items, split);
+  }
+
+  /**
+   * Node `x` (depth `depth`, already written) has more free slots than before. A sibling
+   * it fits in with takes it over (one node fewer); otherwise, if the level's free slots
+   * now exceed e2fsck's one block, the smallest window of nodes around x (grown towards
+   * the emptier side) whose even share in as few nodes as hold it brings the level back
+   * within the rule is rewritten so. A window wider than two needs its credits (extended
+   * if need be); without them the level stays as it is (valid, not as narrow).
+   */
+  private async narrow(x: LevelNode, depth: number): Promise<void> {
+    const cap = this.maxEntries;
+    const [left, right] = await this.siblingsOf(x, depth);
+    const fits = (n: LevelNode | undefined): n is LevelNode => n !== undefined && n.entries + x.entries <= cap;
+    const sibling = fits(left) && (!fits(right) || left.entries <= right.entries) ? left : fits(right) ? right : undefined;
+    if (sibling !== undefined) {
+      const window = sibling === left ? [sibling, x] : [x, sibling];
+      if (this.reserveCredits(this.planCredits(window, 1))) await this.rebalance(depth, window, undefined, undefined, [x.entries + sibling.entries]);
+      return;
+    }
+    const view = await this.levelView(depth);
+    let slack = 0;
+    for (const n of view) slack += slackOf(n.entries, cap);
+    if (slack <= cap) return;
+    const p = view.findIndex((n) => n.pblk === x.pblk);
+    assert(p >= 0, 'the narrowed node is in its level');
+    let lo = p, hi = p, total = view[p].entries, before = slackOf(view[p].entries, cap);
+    const after = (): number => slack - before + evenSlack(total, Math.ceil(total / cap), cap);
+    while (after() > cap) {
+      const l = lo > 0 ? view[lo - 1] : undefined;
+      const r = hi + 1 < view.length ? view[hi + 1] : undefined;
+      assert(l !== undefined || r !== undefined, 'the whole level, evenly shared, is within the rule');
+      const n = r !== undefined && (l === undefined || r.entries <= l.entries) ? view[++hi] : view[--lo];
+      total += n.entries;
+      before += slackOf(n.entries, cap);
+    }
+    const window = view.slice(lo, hi + 1);
+    const nodes = Math.ceil(total / cap);
+    if (!this.reserveCredits(this.planCredits(window, nodes))) return;
+    await this.rebalance(depth, window, undefined, undefined, evenSizes(total, nodes));
+  }
+
+  /**
+   * Rewrite the consecutive nodes `window` (depth `depth`; node `xPblk`, if given, holding
+   * `xItems` instead of what is on disk) as nodes of `sizes` entries: the window's blocks
+   * in order, new blocks after its last (under that node's parent), blocks left over
+   * freed. Then the index nodes above: ei_block of every node whose first block moved,
+   * the new nodes' entries, the freed ones' out — see settleIndexes.
+   */
+  private async rebalance(depth: number, window: readonly LevelNode[], xPblk: number | undefined, xItems: Extent[] | ExtentIndex[] | undefined, sizes: readonly number[]): Promise<void> {
+    const all: (Extent | ExtentIndex)[] = [];
+    for (const n of window) for (const item of n.pblk === xPblk ? xItems! : (await this.readNode(n.pblk, depth)).items) all.push(item);
+    if (!(sizes.reduce((s, n) => s + n, 0) === all.length && sizes.every((n) => n >= 1 && n <= this.maxEntries))) {
+      assert(false, `rebalance of ${all.length} entries into nodes of ${sizes.join(',')}`);
+    }
+    const w = window.length, t = sizes.length;
+    const blocks = window.slice(0, Math.min(w, t)).map((n) => n.pblk);
+    for (let i = w; i < t; i++) blocks.push(await this.newTreeBlock(window[w - 1].pblk));
+    const firsts: number[] = [];
+    let at = 0;
+    for (let i = 0; i < t; i++) {
+      const items = all.slice(at, at + sizes[i]) as Extent[] | ExtentIndex[];
+      at += sizes[i];
+      firsts.push(items[0].lblk);
+      await this.writeNode({ pblk: blocks[i], depth, items, idx: 0 }, i >= w);
+    }
+    for (let i = 0; i < Math.min(w, t); i++) setStart(window[i].parent, window[i].pblk, firsts[i]);
+    if (t > w) {
+      const last = window[w - 1];
+      const items = last.parent.items.slice();
+      items.splice(slotOf(last.parent, last.pblk) + 1, 0, ...blocks.slice(w).map((leaf, j) => ({ lblk: firsts[w + j], leaf })));
+      last.parent.items = items;
+      last.parent.dirty = true;
+    }
+    for (let i = t; i < w; i++) {
+      removeEntry(window[i].parent, window[i].pblk);
+      await this.freeTreeBlock(window[i].pblk);
+    }
+    await this.settleIndexes([...new Set(window.map((n) => n.parent))]);
+  }
+
+  /**
+   * Index nodes (one depth) whose entries rebalance changed in memory: an emptied one is
+   * freed and leaves its parent, a first block that moved is carried up, and each is
+   * written once. Then an overfull one (a split's parent) overflows in turn, a root of
+   * more than 4 entries moves them into a new block (depth growth), and one whose free
+   * slots grew narrows its level.
+   */
+  private async settleIndexes(changed: IndexRef[]): Promise<void> {
+    const cap = this.maxEntries;
+    const touched: IndexRef[] = [];
+    for (let row = changed; row.length > 0;) {
+      const up = new Set<IndexRef>();
+      for (const ref of row) {
+        touched.push(ref);
+        const parent = ref.parent;
+        if (parent === undefined) continue;
+        if (ref.items.length === 0) {
+          ref.freed = true;
+          removeEntry(parent, ref.pblk);
+          await this.freeTreeBlock(ref.pblk);
+        } else setStart(parent, ref.pblk, ref.items[0].lblk);
+        if (parent.dirty) up.add(parent);
+      }
+      row = [...up]; // (a depth above: none of them touched yet)
+    }
+    let overfull: IndexRef | undefined;
+    const narrowed: IndexRef[] = [];
+    for (const ref of touched) {
+      if (ref.freed || !ref.dirty) continue;
+      if (ref.pblk === 0) {
+        await this.settleRoot(ref);
+      } else if (ref.items.length > cap) {
+        assert(overfull === undefined, 'one index node takes new entries');
+        overfull = ref;
+      } else {
+        await this.writeNode({ pblk: ref.pblk, depth: ref.depth, items: ref.items, idx: 0 });
+        if (slackOf(ref.items.length, cap) > slackOf(ref.entriesRead, cap)) narrowed.push(ref);
+      }
+    }
+    if (overfull !== undefined) {
+      const growth = overfull.items[overfull.items.length - 1].lblk > overfull.lastRead ? 'end' : 'middle';
+      await this.overflow({ pblk: overfull.pblk, entries: overfull.items.length, parent: overfull.parent! }, overfull.depth, overfull.items, growth);
+    }
+    // (A rebalance either adds index entries or removes them: never both an overfull and a narrowed node.)
+    // The first from the refs (the tree is as they say); later ones found again, as the first may have moved them.
+    for (let i = 0; i < narrowed.length; i++) {
+      const ref = narrowed[i];
+      if (i === 0 && overfull === undefined) {
+        await this.narrow({ pblk: ref.pblk, entries: ref.items.length, parent: ref.parent! }, ref.depth);
+        continue;
+      }
+      if (ref.depth >= this.rootDepth()) continue;
+      const node = (await this.levelView(ref.depth)).find((n) => n.pblk === ref.pblk);
+      if (node !== undefined) await this.narrow(node, ref.depth);
+    }
+  }
+
+  /** The root's index entries after a rebalance below it: written, or moved into a new block if more than 4 (depth growth). */
+  private async settleRoot(ref: IndexRef): Promise<void> {
+    assert(ref.items.length > 0, 'a rebalance keeps a node');
+    if (ref.items.length <= ROOT_MAX_ENTRIES) {
+      await this.writeNode({ pblk: 0, depth: ref.depth, items: ref.items, idx: 0 });
+      return;
+    }
+    assert(ref.depth < EXT_MAX_DEPTH, 'extent tree depth stays ≤ 5');
+    const pblk = await this.newTreeBlock(this.inodeGroupGoal());
+    await this.writeNode({ pblk, depth: ref.depth, items: ref.items, idx: 0 }, true);
+    await this.writeNode({ pblk: 0, depth: ref.depth + 1, items: [{ lblk: ref.items[0].lblk, leaf: pblk }], idx: 0 });
   }
 
   /** While the root indexes a single child that fits in i_block, pull it up. */
@@ -612,18 +981,15 @@ async function tryAppend(edit: TreeEdit, found: Found, extent: Extent): Promise<
  * that merges with neither neighbour goes into a leaf with room, entries after it moving
  * up one. Taken only where insertExtent would change nothing else, so the tree comes out
  * the same: not as the first entry of a leaf block (its parent's index entry would have
- * to follow), and only if the leaf ends full or has no right sibling (else insertExtent
- * pulls entries from that sibling, which keeps the level as narrow as e2fsck wants it).
- * One memmove, one entry, one checksum instead of decoding and re-encoding the leaf: a
- * file of up to 4 extents (the root), or a leaf at the end of its parent — a random write
- * into a file of a few hundred extents. False: use insertExtent.
+ * to follow). An entry more in a leaf with room never makes its level wider for e2fsck,
+ * so nothing else moves. One memmove, one entry, one checksum instead of decoding and
+ * re-encoding the leaf: every random write that lands in a leaf with room. False: use
+ * insertExtent.
  */
 async function tryInsertInPlace(edit: TreeEdit, found: Found, extent: Extent): Promise<boolean> {
   const leaf = found.path[found.path.length - 1];
-  const parent = found.path.length > 1 ? found.path[found.path.length - 2] : undefined;
   const at = found.beforeIndex + 1;
   if (leaf.entries >= leaf.capacity || (at === 0 && leaf.pblk !== 0)) return false;
-  if (parent !== undefined && leaf.entries + 1 < leaf.capacity && parent.idx + 1 < parent.entries) return false; // insertExtent would pull from the right
   if (at < leaf.entries && continues(extent, decodeExtent(leaf.bytes, at))) return false; // merges with the next: insertExtent
   assert(extent.lblk + extent.len <= found.holeEnd, 'the inserted blocks stay inside the hole');
   edit.insertLeafEntry(leaf, await edit.leafBytes(leaf), at, extent);
