@@ -372,7 +372,7 @@ describe('writeback: the worker pool, and errors that reach fsync', () => {
     await fh.sync();
     expect(fs.files.writebackPoolStats()).toMatchObject({ inlineBatches: 0, failedIoends: 0 });
     expect(fs.files.writebackPoolStats()!.poolBytes).toBeGreaterThanOrEqual(8 * MiB);
-    expect((await fh.readFile()).equals(data)).toBe(true);
+    expect(await fh.readFile()).toEqual(data);
     await fh.close();
     await checkImage(fs, device);
     // A read-only mount starts nothing.
