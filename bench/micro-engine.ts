@@ -426,6 +426,7 @@ function handleOverStubFiles(core: EngineCore, fs: Ext4Filesystem, ino: number):
     writer: { setAttr: async () => { throw new Error('setAttr is not benchmarked'); } },
     files: stubFiles(fs),
     exclusive: serialiser(),
+    unlocked: (body) => body(),
     release: async () => undefined,
   };
   return new core.index.FileHandle(-1, host, ino, '/data', { read: true, write: true, append: false });

@@ -381,6 +381,51 @@ describe('writeback: the worker pool, and errors that reach fsync', () => {
     await readOnly.unmount();
   });
 
+  it('an fsync waiting on the device does not hold the change lock: other files are written meanwhile; unmount waits for it', async () => {
+    const device = MemoryDevice.create({ sizeBytes: 64 * MiB });
+    await mkfs(device, {});
+    // The same device, with its flushes held until released: an fsync's commit waits there.
+    let release: () => void = () => undefined;
+    let gate: Promise<void> | null = null;
+    const gated = Object.create(device) as MemoryDevice;
+    gated.flush = async () => {
+      if (gate !== null) await gate;
+      return device.flush();
+    };
+    const fs = await Ext4.mount(gated, { readOnly: false, commitIntervalMs: 0, cacheBytes: 32 * MiB, writebackThreads: 0 });
+    const a = await fs.open('/a', 'w+');
+    const b = await fs.open('/b', 'w+');
+    const dataA = pattern(4 * MiB, 16);
+    const dataB = pattern(1 * MiB + 7, 17);
+    await a.write(dataA, 0, dataA.length, 0);
+    gate = new Promise<void>((resolve) => { release = resolve; });
+    let synced = false;
+    const syncA = a.sync().then(() => { synced = true; });
+    // While a's commit waits for its flush, b is written and truncated (both take the change lock).
+    const sleep = (ms: number) => new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms));
+    const wrote = await Promise.race([b.write(dataB, 0, dataB.length, 0).then(() => 'wrote'), sleep(3000)]);
+    expect(wrote).toBe('wrote');
+    expect(await Promise.race([b.truncate(dataB.length - 7).then(() => 'truncated'), sleep(3000)])).toBe('truncated');
+    expect(synced).toBe(false);
+    await a.close();
+    await b.close();
+    const unmounted = fs.unmount();
+    expect(await Promise.race([unmounted.then(() => 'unmounted'), sleep(200)])).toBe('timeout'); // it waits for the fsync
+    release();
+    gate = null;
+    await syncA;
+    await unmounted;
+    expect(synced).toBe(true);
+    const img = join(tmp.dir, `img-${imageCount++}`);
+    await device.saveImage(img);
+    const fsck = await e2fsck(img);
+    expect(fsck.clean, fsck.output).toBe(true);
+    const again = await Ext4.mount(device, {});
+    expect((await again.readFile('/a')).equals(dataA)).toBe(true);
+    expect((await again.readFile('/b')).equals(dataB.subarray(0, dataB.length - 7))).toBe(true);
+    await again.unmount();
+  });
+
   it('a data write that fails: fsync reports EIO once, the journal aborts (no more changes), the old data stays on disk', async () => {
     const inner = MemoryDevice.create({ sizeBytes: 32 * MiB });
     await mkfs(inner, {});

@@ -66,6 +66,12 @@ export interface FileHandleHost {
   readonly files: Ext4Files;
   /** Run a change alone (the filesystem's write lock). */
   exclusive<T>(body: () => Promise<T>): Promise<T>;
+  /**
+   * Run a data sync outside the change lock (unmount waits for it): fsync writes back and
+   * waits like the flusher, which never held that lock either, so other files' writes go on
+   * meanwhile (Linux's ext4_sync_file does not hold i_rwsem across the commit either).
+   */
+  unlocked<T>(body: () => Promise<T>): Promise<T>;
   /** Attribute changes (only on read-write mounts). */
   readonly writer?: FileWriter;
   /** The handle is closed: drop it (and free its inode if it was its last open and last name). */
@@ -352,14 +358,14 @@ export class FileHandle {
   async sync(): Promise<void> {
     this.check('fsync');
     if (this.host.writer === undefined) return;
-    await this.host.exclusive(() => this.tagged('fsync', () => this.host.files.fsync(this.ino, 'fsync')));
+    await this.host.unlocked(() => this.tagged('fsync', () => this.host.files.fsync(this.ino, 'fsync')));
   }
 
   /** fdatasync: the same here (the commit is what makes a new size and new blocks durable). */
   async datasync(): Promise<void> {
     this.check('fdatasync');
     if (this.host.writer === undefined) return;
-    await this.host.exclusive(() => this.tagged('fdatasync', () => this.host.files.fsync(this.ino, 'fdatasync')));
+    await this.host.unlocked(() => this.tagged('fdatasync', () => this.host.files.fsync(this.ino, 'fdatasync')));
   }
 
   async stat(options?: { bigint?: false }): Promise<Stats>;

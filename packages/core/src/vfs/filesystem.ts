@@ -200,6 +200,7 @@ export class Ext4Filesystem {
     this.host = {
       ext4, statContext: this.statContext, writer, files: this.files,
       exclusive: (body) => this.exclusive(body),
+      unlocked: (body) => this.unlocked(body),
       release: (fd, ino) => this.release(fd, ino),
     };
   }
@@ -217,6 +218,17 @@ export class Ext4Filesystem {
   private exclusive<T>(body: () => Promise<T>): Promise<T> {
     const run = this.lock.then(body, body);
     this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Data syncs running outside the change lock; unmount waits for them. */
+  private readonly unlockedRuns = new Set<Promise<void>>();
+
+  private unlocked<T>(body: () => Promise<T>): Promise<T> {
+    const run = body();
+    const settled = run.then(() => undefined, () => undefined);
+    this.unlockedRuns.add(settled);
+    void settled.then(() => this.unlockedRuns.delete(settled));
     return run;
   }
 
@@ -660,6 +672,7 @@ export class Ext4Filesystem {
   async unmount(): Promise<void> {
     if (!this.mounted) return;
     for (const handle of [...this.handles.values()]) await handle.close();
+    await Promise.all([...this.unlockedRuns]);
     await this.lock;
     this.mounted = false;
     try {
