@@ -72,6 +72,44 @@ describe('iomap buffered read', () => {
     });
   });
 
+  it('reads a wholly cached, uptodate range without asking the filesystem; a partly cached or locked one goes the slow way', async () => {
+    await withFakeFs({}, async ({ createFile }) => {
+      const file = createFile();
+      const data = pattern(64 * KiB, 4);
+      await file.write(0, data);
+      let begins = 0;
+      const base = file.fs.readOps;
+      const ops = { ...base, begin: (...args: Parameters<typeof base.begin>) => { begins++; return base.begin(...args); } };
+      const read = (pos: number, length: number) => {
+        const target = new Uint8Array(length);
+        return iomapRead(file.file, pos, target, { ops, device: file.fs.device }).then((done) => target.subarray(0, done));
+      };
+      expect(await read(1000, 30 * KiB)).toEqual(data.subarray(1000, 1000 + 30 * KiB));
+      expect(begins).toBe(0);
+      // Past EOF is clipped, still from the cache.
+      expect(await read(60 * KiB, 16 * KiB)).toEqual(data.subarray(60 * KiB));
+      expect(begins).toBe(0);
+      // Dropped from the cache: the slow path maps and reads the device.
+      await file.fsync();
+      file.dropCache();
+      expect(await read(8 * KiB, 8 * KiB)).toEqual(data.subarray(8 * KiB, 16 * KiB));
+      expect(begins).toBeGreaterThan(0);
+      // A locked folio (a write in progress) is waited for, not read around.
+      const folio = file.file.mapping.lookup(2)!;
+      folio.get();
+      await folio.lock();
+      begins = 0;
+      let settled = false;
+      const pending = read(8 * KiB, 4 * KiB).then((bytes) => { settled = true; return bytes; });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(settled).toBe(false);
+      folio.unlock();
+      folio.put();
+      expect(await pending).toEqual(data.subarray(8 * KiB, 12 * KiB));
+      expect(begins).toBeGreaterThan(0);
+    });
+  });
+
   it('grows the folio order with sequential reads and never creates a folio past EOF', async () => {
     await withFakeFs({ cacheBytesMax: 8 * 1024 * KiB }, async ({ createFile }) => {
       const file = createFile();
