@@ -3,7 +3,9 @@
  * block_read_full_folio and readahead, one getBlock per block.
  *
  *   blockRead(pos, len):  plan the fill window (the request, plus readahead when reads
- *     are sequential) → per batch of ≤ READ_BATCH_PAGES_MAX pages, in index order:
+ *     are sequential); the request wholly cached and uptodate: copied out at once
+ *     (mm/cached-read.ts, filemap_read's first step), only readahead left → per batch
+ *     of ≤ READ_BATCH_PAGES_MAX pages, in index order:
  *       get or create each page's folio and lock it (readahead pages that are already
  *       cached are skipped; under memory pressure readahead stops early)
  *       → blockFillFolios: per block not uptodate: its buffer's mapping, or getBlock
@@ -29,6 +31,7 @@ import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { PAGE_BYTES, PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
+import { copyCached } from '../mm/cached-read.js';
 import { BufferHeadTable, BufferState, type BufferInode, type GetBlock, checkBlockMap, roundUp } from './buffer-head.js';
 
 export const READAHEAD_WINDOW_PAGES_MIN = 4;
@@ -73,8 +76,10 @@ export async function blockRead(inode: BufferInode, posBytes: number, target: Ui
   const indexStart = Math.floor(posBytes / PAGE_BYTES);
   const indexRequestEnd = Math.ceil(readEnd / PAGE_BYTES);
   const ahead = readaheadPages(inode, posBytes, readEnd, options.readahead);
+  // The page cache first (filemap_read, generic to both paths): cached, only the readahead is left.
+  const cached = copyCached(inode.mapping, inode.blockSizeBytes, posBytes, readEnd, target);
   const copy = new CopyOut(inode, target, posBytes, readEnd);
-  for (const [from, to] of [[indexStart, indexRequestEnd], ahead]) {
+  for (const [from, to] of cached ? [ahead] : [[indexStart, indexRequestEnd], ahead]) {
     for (let index = from; index < to;) {
       const batchEnd = Math.min(to, index + READ_BATCH_PAGES_MAX);
       const { folios, next } = await lockReadBatch(inode, index, batchEnd, indexRequestEnd);

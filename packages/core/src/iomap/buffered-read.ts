@@ -1,7 +1,7 @@
 /**
  * Buffered read (seed §1.4, §1.9): pread through the page cache into a caller buffer.
  *
- * First the page cache alone (copyCached): when every block of [pos, end) is in an
+ * First the page cache alone (mm/cached-read.ts): when every block of [pos, end) is in an
  * uptodate, unlocked folio the bytes are copied out at once, with no mapping call — as
  * Linux's filemap_read finds cached folios before it asks the filesystem. Otherwise:
  *
@@ -36,7 +36,7 @@ import { assert } from '../assert.js';
 import type { BlockDevice } from '../device/block-device.js';
 import { PAGE_INDEX_LIMIT } from '../mm/constants.js';
 import type { Folio } from '../mm/folio.js';
-import type { AddressSpace } from '../mm/mapping.js';
+import { copyCached, rangeCached } from '../mm/cached-read.js';
 import { PAGE_BYTES, fillFolioBlocks, orderForPages, roundUp } from './folio-io.js';
 import { iomapIter } from './iter.js';
 import { type Iomap, IomapFlags, type IomapInode, IomapOp, type IomapOps, IomapType } from './types.js';
@@ -151,38 +151,6 @@ function readPlan(inode: IomapInode, posBytes: number, readEnd: number, state: R
   const aheadEnd = Math.max(aheadStart, Math.min(limit, aheadStart + windowBytes));
   state.aheadEndBytes = Math.max(state.aheadEndBytes, aheadEnd);
   return { order: state.orderPrevious, aheadStart, aheadEnd };
-}
-
-/**
- * filemap_read's first step: when every block of [pos, end) sits in an uptodate folio that
- * nobody holds locked, copy it out now — no mapping call, no folio lock (the engine thread
- * runs this in one synchronous step, so no writer can be half way through these bytes; a
- * locked folio, held by a write in progress or a client's lease, sends the read the slow
- * way, which waits for it). Linux's buffered read looks in the page cache before it asks
- * the filesystem anything too. False: nothing copied.
- */
-function copyCached(mapping: AddressSpace, blockBytes: number, pos: number, end: number, target: Uint8Array): boolean {
-  if (!rangeCached(mapping, blockBytes, pos, end)) return false;
-  for (let at = pos; at < end;) {
-    const folio = mapping.lookup(Math.floor(at / PAGE_BYTES))!;
-    const chunkEnd = Math.min(end, folio.positionBytes + folio.lengthBytes);
-    folio.copyOut(at - folio.positionBytes, target.subarray(at - pos, chunkEnd - pos));
-    at = chunkEnd;
-  }
-  return true;
-}
-
-/** Every block of [pos, end) is in an uptodate, unlocked folio. */
-function rangeCached(mapping: AddressSpace, blockBytes: number, pos: number, end: number): boolean {
-  for (let at = pos; at < end;) {
-    const folio = mapping.lookup(Math.floor(at / PAGE_BYTES));
-    if (folio === null || folio.isLocked()) return false;
-    const folioStart = folio.positionBytes;
-    const chunkEnd = Math.min(end, folioStart + folio.lengthBytes);
-    if (!folio.isRangeUptodate(Math.floor((at - folioStart) / blockBytes), Math.ceil((chunkEnd - folioStart) / blockBytes))) return false;
-    at = chunkEnd;
-  }
-  return true;
 }
 
 // Zero the part of file range [from, to) that lies in the request [requestPos, requestEnd) in target.
