@@ -201,10 +201,10 @@ export async function blockWrite(inode: BufferInode, posBytes: number, source: U
     const at = posBytes + done;
     const index = Math.floor(at / PAGE_BYTES);
     const chunkEnd = Math.min(end, (index + 1) * PAGE_BYTES);
-    // Below the dirty limit throttle() is a resolved promise: a turn of the microtask queue
-    // per page for nothing, so only a writer at the limit asks.
+    // Below the dirty limit throttle() is mostly a resolved promise: a turn of the microtask
+    // queue per page for nothing, so only a writer it would stop or yield asks.
     const cache = mapping.cache;
-    if (cache.dirtyBytes + cache.writebackBytes >= cache.dirtyBytesMax) await cache.throttle();
+    if (cache.throttleDue()) await cache.throttle();
     const folio = mapping.tryGetOrCreate(index, 0) ?? await mapping.getOrCreate(index, 0);
     let prepared: WriteBeginResult;
     try {

@@ -198,6 +198,34 @@ describe('PageCache dirty limits and flusher', () => {
     });
   });
 
+  it('below the limit, a writer yields to the event loop once per ms while writeback is in flight (throttleDue says when)', async () => {
+    let nowMs = 1000;
+    await withPageCache({ cacheBytesMax: MiB, dirtyBackgroundBytes: 16 * KiB, writebackIntervalMs: 60_000, now: () => nowMs }, async (cache) => {
+      const writeback = new FakeWriteback(cache, 'manual');
+      cache.setWritebackOps(writeback);
+      const mapping = cache.createMapping({ blockBytes: 4096 });
+      expect(cache.throttleDue()).toBe(false); // nothing in flight: a resolved promise
+      for (let index = 0; index < 8; index++) await writeFolio(cache, mapping, index);
+      expect(await eventually(() => writeback.pendingCount > 0)).toBe(true);
+      expect(cache.stats().writebackBytes).toBeGreaterThan(0);
+      nowMs += 1; // (the writes above may have yielded already, at this clock)
+      expect(cache.throttleDue()).toBe(true);
+      // The yield is a macrotask: a setImmediate queued before it runs first.
+      const order: string[] = [];
+      setImmediate(() => order.push('event loop'));
+      await cache.throttle();
+      order.push('writer');
+      expect(order).toEqual(['event loop', 'writer']);
+      expect(cache.throttleDue()).toBe(false); // yielded within this millisecond
+      nowMs += 1;
+      expect(cache.throttleDue()).toBe(true);
+      writeback.completion = 'immediate';
+      writeback.completeAll();
+      await cache.syncAll();
+      expect(cache.throttleDue()).toBe(false); // nothing in flight again
+    });
+  });
+
   it('the flusher writes back dirty data once it is older than dirtyExpireMs, not before', async () => {
     const dirtyExpireMs = 80;
     await withPageCache({ cacheBytesMax: MiB, dirtyExpireMs, writebackIntervalMs: 10 }, async (cache) => {

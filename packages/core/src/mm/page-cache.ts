@@ -240,6 +240,12 @@ export class PageCache {
     return new Promise<void>((resolve) => this.throttleWaiters.push(resolve));
   }
 
+  /** Whether throttle() would wait or yield now (a writer that skips resolved promises asks this first). */
+  throttleDue(): boolean {
+    if (this.dirtyBytes + this.writebackBytes >= this.dirtyBytesMax) return true;
+    return this.writebackBytes > 0 && this.now() - this.lastThrottleYieldMs >= THROTTLE_YIELD_INTERVAL_MS;
+  }
+
   /** Write back one mapping and wait until everything dirty in it at the call is on the device. */
   async syncMapping(mapping: AddressSpace): Promise<void> {
     if (this.writebackOps !== null && mapping.dirtyFolioCount > 0) {
