@@ -18,7 +18,8 @@
  * raises it at writeback completion, in the handle that converts the unwritten extents;
  * the buffer_head path raises it in the handle that allocates the blocks, and data=ordered
  * keeps that handle's commit behind the data write. Changes are serialised by the caller
- * (ext4/file.ts under the filesystem's write lock); reads run beside them.
+ * (ext4/file.ts under the filesystem's write lock); reads run beside them, and so does
+ * writeAndWait for fsync, as the flusher's writeback always has.
  *
  * Ranges are half-open byte ranges; offsets are non-negative safe integers checked by the
  * caller (EINVAL/EFBIG are raised before a path is called).

@@ -172,7 +172,8 @@ export class Ext4Files {
 
   /**
    * Writeback's device writes: inline below WRITEBACK_INLINE_BYTES, else through the pool
-   * (started on first use). A failed ioend leaves its blocks unwritten (zeros) and is
+   * (started when a write leaves 1 MiB dirty, at first use, or at mount; inline while its
+   * workers boot). A failed ioend leaves its blocks unwritten (zeros) and is
    * reported by fsync as EIO; it also aborts the journal (data_err=abort): the mount
    * refuses further changes rather than carry on past lost data.
    */
