@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -186,6 +186,27 @@ describe('createWritebackPool with a MemoryDevice', () => {
     expect(pool.stats().poolBytes).toBeGreaterThan(WRITEBACK_INLINE_BYTES_MAX_DEFAULT);
     expect(pool.stats().inlineBatches).toBe(1);
     expectSameBytes(await deviceBytes(device), model);
+  });
+
+  it('createWritebackPool whose workers fail while loading: ready() resolves, stats say why, every batch is written inline, close() returns', async () => {
+    const fx = fixture(0x3b00_0025);
+    const device = MemoryDevice.create({ sizeBytes: DEVICE_BYTES });
+    const broken = join(tempDir, 'broken-worker.mjs');
+    writeFileSync(broken, "throw new Error('this worker cannot load');\n");
+    for (const inlineBytesMax of [0, WRITEBACK_INLINE_BYTES_MAX_DEFAULT]) {
+      const pool = createWritebackPool({ core: fx.core, device, threads: 1, inlineBytesMax, workerFilename: broken });
+      await pool.ready();
+      expect(pool.stats()).toMatchObject({ mode: 'inline' });
+      expect(pool.stats().fallbackReason).toContain('this worker cannot load');
+      const model = await deviceBytes(device);
+      const ioends = randomIoends(seededRandom(0x3b00_0026 + inlineBytesMax), fx, 4, 2 * MIB);
+      await pool.submit(ioends);
+      applyToModel(model, fx, ioends);
+      expect(ioends.every((ioend) => ioend.error === undefined)).toBe(true);
+      expect(pool.stats()).toMatchObject({ inlineBatches: 1, poolBytes: 0, failedIoends: 0 });
+      expectSameBytes(await deviceBytes(device), model);
+      await pool.close();
+    }
   });
 
   it('createWritebackPool workers see wasm memory grown after they started', async () => {

@@ -110,6 +110,8 @@ export interface WritebackPoolOptions {
    * pool, waiting for the workers to start.
    */
   inlineBytesMax?: number;
+  /** The worker entry; default writebackWorkerFilename() (tests point it at broken ones). */
+  workerFilename?: string;
 }
 
 export interface WritebackPoolStats {
@@ -172,7 +174,7 @@ export function createWritebackPool(options: WritebackPoolOptions): WritebackPoo
   assert(WRITEBACK_SPLIT_ALIGN_BYTES % device.sectorSizeBytes === 0, 'split alignment is a multiple of the device sector');
   const inline = inlineEioSubmit(inlineSubmit(device, () => core.bytes()));
   const share = shareOf(device);
-  const filename = writebackWorkerFilename();
+  const filename = options.workerFilename ?? writebackWorkerFilename();
   const fallbackReason = share.handle === undefined ? share.reason : existsSync(filename) ? undefined : `worker entry ${filename} not built`;
   if (fallbackReason !== undefined) return inlineOnlyPool(inline, fallbackReason);
   return new PiscinaWritebackPool(inline, share.handle!, core, threads, inlineBytesMax, filename);
@@ -231,6 +233,8 @@ class PiscinaWritebackPool implements WritebackPool {
   /** Word 0: workers booted (each adds 1 when loaded, see protocol.ts). */
   private readonly startedWord = new Int32Array(new SharedArrayBuffer(4));
   private readonly startup: Promise<void>;
+  /** Why no worker could start (set by piscina's error event before any booted): the pool then writes inline. */
+  private startupFailure: string | undefined;
 
   constructor(
     private readonly inline: IoendSubmit,
@@ -246,11 +250,22 @@ class PiscinaWritebackPool implements WritebackPool {
     this.piscina = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData, trackUnmanagedFds: true, recordTiming: false });
     this.counters = emptyStats('pool', threads);
     // An 'error' event with no listener would throw; a dead worker's tasks reject and become EIO anyway.
+    // A worker that fails while loading never takes a task: piscina stops starting new ones
+    // and says so here, and every later batch is written inline instead of waiting for it.
+    let failed: () => void = () => undefined;
+    const startFailed = new Promise<void>((resolve) => { failed = resolve; });
+    const startupError = (error: unknown): void => {
+      if (this.started || this.startupFailure !== undefined || this.closing !== undefined) return;
+      this.startupFailure = error instanceof Error ? error.message : String(error);
+      failed();
+    };
     this.piscina.on('error', (error: unknown) => {
       this.counters.lastWorkerError = error instanceof Error ? error.message : String(error);
+      startupError(error);
     });
-    // An empty task answers once a worker runs (a failure too: later tasks then fail into EIO).
-    this.startup = this.piscina.run({ pieces: new Float64Array(0) }).then(() => undefined, () => undefined);
+    // An empty task answers once a worker runs; its failure before any worker booted is a failed start.
+    const ping = this.piscina.run({ pieces: new Float64Array(0) }).then(() => undefined, startupError);
+    this.startup = Promise.race([ping, startFailed]);
   }
 
   /** A worker has booted (read from shared memory: no message needed). */
@@ -263,12 +278,13 @@ class PiscinaWritebackPool implements WritebackPool {
   }
 
   stats(): WritebackPoolStats {
-    return { ...this.counters };
+    if (this.startupFailure === undefined) return { ...this.counters };
+    return { ...this.counters, mode: 'inline', fallbackReason: `writeback workers did not start: ${this.startupFailure}` };
   }
 
   close(): Promise<void> {
+    // (destroy rejects a start-up task still queued behind a worker that never booted)
     this.closing ??= (async () => {
-      await this.startup;
       while (this.inFlightCount > 0) await new Promise<void>((wake) => this.idleWaiters.push(wake));
       await this.piscina.destroy();
     })();
@@ -282,7 +298,8 @@ class PiscinaWritebackPool implements WritebackPool {
     const taskCount = Math.min(this.threads, Math.max(1, Math.floor(bytes / WRITEBACK_TASK_BYTES_MIN)));
     const queueFull = this.piscina.queueSize + taskCount > WRITEBACK_QUEUE_TASKS_MAX;
     const starting = !this.started && this.inlineBytesMax > 0;
-    if (this.closing !== undefined || bytes === 0 || bytes < this.inlineBytesMax || queueFull || starting) {
+    const noWorkers = this.startupFailure !== undefined;
+    if (this.closing !== undefined || bytes === 0 || bytes < this.inlineBytesMax || queueFull || starting || noWorkers) {
       this.counters.inlineBatches++;
       this.counters.inlineBytes += bytes;
       await this.inline(ioends);
