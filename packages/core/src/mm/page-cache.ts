@@ -228,11 +228,9 @@ export class PageCache {
    * completions from the writeback workers are taken in while the writer goes on.
    */
   throttle(): Promise<void> {
+    if (!this.throttleDue()) return Promise.resolve();
     if (this.dirtyBytes + this.writebackBytes < this.dirtyBytesMax) {
-      if (this.writebackBytes === 0) return Promise.resolve();
-      const nowMs = this.now();
-      if (nowMs - this.lastThrottleYieldMs < THROTTLE_YIELD_INTERVAL_MS) return Promise.resolve();
-      this.lastThrottleYieldMs = nowMs;
+      this.lastThrottleYieldMs = this.now();
       return new Promise<void>((resolve) => setImmediate(resolve));
     }
     assert(this.throttleWaiters.length < THROTTLE_WAITERS_MAX, 'throttled writers within bound');
