@@ -11,27 +11,13 @@
  * Cost per call: one libuv thread-pool round trip (~10–20 µs) plus one kernel copy.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdtemp, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BenchFile, BenchFs, ExecuteOptions, JobRun } from '../src/executor.js';
+import { type BenchFile, type BenchFs, type ExecuteOptions, HandleBenchFile, type JobRun } from '../src/executor.js';
 import { runGroups, type SuitePlan, type Target } from '../src/target.js';
 
 const TMPFS_DIR = '/dev/shm';
-
-class NodeFile implements BenchFile {
-  constructor(private readonly handle: FileHandle) {}
-  async pwrite(source: Uint8Array, positionBytes: number): Promise<void> {
-    const { bytesWritten } = await this.handle.write(source, 0, source.length, positionBytes);
-    if (bytesWritten !== source.length) throw new Error(`short write: ${bytesWritten} of ${source.length}`);
-  }
-  async pread(target: Uint8Array, positionBytes: number): Promise<number> {
-    return (await this.handle.read(target, 0, target.length, positionBytes)).bytesRead;
-  }
-  fsync(): Promise<void> { return this.handle.sync(); }
-  fdatasync(): Promise<void> { return this.handle.datasync(); }
-  close(): Promise<void> { return this.handle.close(); }
-}
 
 class NodeFs implements BenchFs {
   constructor(private readonly dir: string) {}
@@ -39,7 +25,7 @@ class NodeFs implements BenchFs {
     return (await stat(join(this.dir, name)).catch(() => undefined))?.size;
   }
   async open(name: string): Promise<BenchFile> {
-    return new NodeFile(await open(join(this.dir, name), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644));
+    return new HandleBenchFile(await open(join(this.dir, name), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644));
   }
   async makeSparse(name: string, sizeBytes: number): Promise<void> {
     const handle = await open(join(this.dir, name), fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);

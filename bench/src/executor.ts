@@ -33,6 +33,30 @@ export interface BenchFile {
   close(): Promise<void>;
 }
 
+/** What a BenchFile needs of an open file: node's fs FileHandle and ext4ts's both have it. */
+export interface PositionalHandle {
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A BenchFile over an open handle with pwrite/pread-style calls (a short write is an error). */
+export class HandleBenchFile implements BenchFile {
+  constructor(private readonly handle: PositionalHandle) {}
+  async pwrite(source: Uint8Array, positionBytes: number): Promise<void> {
+    const { bytesWritten } = await this.handle.write(source, 0, source.length, positionBytes);
+    if (bytesWritten !== source.length) throw new Error(`short write: ${bytesWritten} of ${source.length}`);
+  }
+  async pread(target: Uint8Array, positionBytes: number): Promise<number> {
+    return (await this.handle.read(target, 0, target.length, positionBytes)).bytesRead;
+  }
+  fsync(): Promise<void> { return this.handle.sync(); }
+  fdatasync(): Promise<void> { return this.handle.datasync(); }
+  close(): Promise<void> { return this.handle.close(); }
+}
+
 /** A file system under test, as the executor drives it. Names are plain, in one directory. */
 export interface BenchFs {
   /** The file's size in bytes, or undefined when it does not exist. */

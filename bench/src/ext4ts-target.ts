@@ -24,9 +24,9 @@ import { constants as fsConstants } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import {
   Ext4, FileDevice, FsError, MemoryDevice, mkfs, serveFilesystem,
-  type Ext4Filesystem, type FileHandle, type FilesystemServer, type MountOptions, type SyncBlockDevice,
+  type Ext4Filesystem, type FilesystemServer, type MountOptions, type SyncBlockDevice,
 } from '@ext4ts/core';
-import type { BenchFile, BenchFs, ClientThreads, ExecuteOptions, JobRun } from './executor.js';
+import { type BenchFile, type BenchFs, type ClientThreads, type ExecuteOptions, HandleBenchFile, type JobRun } from './executor.js';
 import { runGroups, type SuitePlan, type Target } from './target.js';
 import { formatBytes } from './units.js';
 
@@ -65,20 +65,6 @@ const TOUCH_PIECE_BYTES = 8 * MIB;
 
 export function cacheBytesFor(plan: SuitePlan): number {
   return Math.min(CACHE_BYTES_MAX, Math.max(CACHE_BYTES_MIN, Math.ceil((plan.cachedBytes + CACHE_SLACK_BYTES) / MIB) * MIB));
-}
-
-class Ext4tsFile implements BenchFile {
-  constructor(private readonly handle: FileHandle) {}
-  async pwrite(source: Uint8Array, positionBytes: number): Promise<void> {
-    const { bytesWritten } = await this.handle.write(source, 0, source.length, positionBytes);
-    if (bytesWritten !== source.length) throw new Error(`short write: ${bytesWritten} of ${source.length}`);
-  }
-  async pread(target: Uint8Array, positionBytes: number): Promise<number> {
-    return (await this.handle.read(target, 0, target.length, positionBytes)).bytesRead;
-  }
-  fsync(): Promise<void> { return this.handle.sync(); }
-  fdatasync(): Promise<void> { return this.handle.datasync(); }
-  close(): Promise<void> { return this.handle.close(); }
 }
 
 /** Where a job's clones run: in the engine's thread as async callers, or on worker threads over the client channel. */
@@ -130,7 +116,7 @@ class Ext4tsFs implements BenchFs {
     }
   }
   async open(name: string): Promise<BenchFile> {
-    return new Ext4tsFile(await this.fs.open(`/${name}`, fsConstants.O_RDWR | fsConstants.O_CREAT));
+    return new HandleBenchFile(await this.fs.open(`/${name}`, fsConstants.O_RDWR | fsConstants.O_CREAT));
   }
   async makeSparse(name: string, sizeBytes: number): Promise<void> {
     const handle = await this.fs.open(`/${name}`, fsConstants.O_RDWR | fsConstants.O_CREAT);
